@@ -1,0 +1,149 @@
+/* matmul.c: batched GEMM and linear layers through OpenBLAS (cblas).  Half types go through
+ * float32 copies; many small matrices run one per thread with single-threaded BLAS calls. */
+#include "cpu.h"
+#include <cblas.h>
+#include <omp.h>
+
+/* Describe a [rows, cols] matrix view for cblas: row-major with leading dim, or transposed. */
+typedef struct {
+  bool trans;
+  int64_t ld;
+} mat_layout;
+
+static bool layout_of(int64_t rows, int64_t cols, int64_t srow, int64_t scol, mat_layout *l) {
+  if ((scol == 1 || cols == 1) && (srow >= (cols > 1 ? cols : 1) || rows == 1)) {
+    l->trans = false;
+    l->ld = rows == 1 ? (cols > 1 ? cols : 1) : srow;
+    if (l->ld < cols) l->ld = cols;
+    return true;
+  }
+  if ((srow == 1 || rows == 1) && (scol >= (rows > 1 ? rows : 1) || cols == 1)) {
+    l->trans = true;
+    l->ld = cols == 1 ? (rows > 1 ? rows : 1) : scol;
+    if (l->ld < rows) l->ld = rows;
+    return true;
+  }
+  return false;
+}
+
+/* float32 (or float64) copy of a half tensor, or of a matrix cblas cannot address */
+static int as_gemm_operand(ddpm_tensor **out, ddpm_tensor *t, int dt) {
+  ddpm_tensor *c;
+  DDPM_TRY(ddpm_tensor_new(&c, t->ndim, t->shape, dt, DDPM_CPU));
+  cpu_copy_strided(c, t);
+  *out = c;
+  return DDPM_OK;
+}
+
+static bool gemm_ok(const ddpm_tensor *t, int64_t r, int64_t c) {
+  mat_layout l;
+  return layout_of(r, c, t->strides[1], t->strides[2], &l);
+}
+
+typedef struct {
+  const ddpm_tensor *a, *b;
+  ddpm_tensor *o;
+  int64_t M, N, K;
+  mat_layout la, lb;
+  bool dbl;
+} bmm_ctx;
+
+static void bmm_range(int64_t lo, int64_t hi, void *vctx) {
+  bmm_ctx *c = vctx;
+  for (int64_t i = lo; i < hi; i++) {
+    if (c->dbl) {
+      const double *A = (const double *)ddpm_ptr(c->a) + i * c->a->strides[0];
+      const double *B = (const double *)ddpm_ptr(c->b) + i * c->b->strides[0];
+      double *O = (double *)ddpm_ptr(c->o) + i * c->M * c->N;
+      cblas_dgemm(CblasRowMajor, c->la.trans ? CblasTrans : CblasNoTrans, c->lb.trans ? CblasTrans : CblasNoTrans,
+                  (int)c->M, (int)c->N, (int)c->K, 1.0, A, (int)c->la.ld, B, (int)c->lb.ld, 0.0, O, (int)c->N);
+    } else {
+      const float *A = (const float *)ddpm_ptr(c->a) + i * c->a->strides[0];
+      const float *B = (const float *)ddpm_ptr(c->b) + i * c->b->strides[0];
+      float *O = (float *)ddpm_ptr(c->o) + i * c->M * c->N;
+      cblas_sgemm(CblasRowMajor, c->la.trans ? CblasTrans : CblasNoTrans, c->lb.trans ? CblasTrans : CblasNoTrans,
+                  (int)c->M, (int)c->N, (int)c->K, 1.0f, A, (int)c->la.ld, B, (int)c->lb.ld, 0.0f, O, (int)c->N);
+    }
+  }
+}
+
+/* in[0] a [B,M,K], in[1] b [B,K,N] (batch stride may be 0); out [B,M,N] contiguous */
+int cpu_BMM(ddpm_call *c) {
+  ddpm_tensor *a = c->in[0], *b = c->in[1], *o = c->out[0];
+  int64_t B = a->shape[0], M = a->shape[1], K = a->shape[2], N = b->shape[2];
+  int dt = o->dtype == DDPM_FLOAT64 ? DDPM_FLOAT64 : DDPM_FLOAT32;
+  ddpm_tensor *ta = NULL, *tb = NULL, *to = NULL;
+  int st = DDPM_OK;
+  if (a->dtype != dt || !gemm_ok(a, M, K)) DDPM_CHECK(as_gemm_operand(&ta, a, dt));
+  if (b->dtype != dt || !gemm_ok(b, K, N)) DDPM_CHECK(as_gemm_operand(&tb, b, dt));
+  if (o->dtype != dt) DDPM_CHECK(ddpm_tensor_new(&to, o->ndim, o->shape, dt, DDPM_CPU));
+  bmm_ctx ctx = {ta ? ta : a, tb ? tb : b, to ? to : o, M, N, K, {0}, {0}, dt == DDPM_FLOAT64};
+  layout_of(M, K, ctx.a->strides[1], ctx.a->strides[2], &ctx.la);
+  layout_of(K, N, ctx.b->strides[1], ctx.b->strides[2], &ctx.lb);
+  if (K == 0) {
+    memset(ddpm_ptr(ctx.o), 0, (size_t)(B * M * N * ddpm_dsize(dt)));
+  } else if (B > 1 && (double)M * N * K < 262144.0) {
+    /* small matrices: one per thread (OpenMP OpenBLAS runs single-threaded inside a region) */
+    cpu_parallel_for(B, 1, bmm_range, &ctx);
+  } else {
+    bmm_range(0, B, &ctx);
+  }
+  if (to) cpu_copy_strided(o, to);
+done:
+  ddpm_tensor_release(ta);
+  ddpm_tensor_release(tb);
+  ddpm_tensor_release(to);
+  return st;
+}
+
+/* in[0] x [M,K] (rows contiguous), in[1] w [N,K], in[2] bias [N] or NULL; out [M,N] */
+int cpu_LINEAR(ddpm_call *c) {
+  ddpm_tensor *x = c->in[0], *w = c->in[1], *bias = c->in[2], *o = c->out[0];
+  int64_t M = x->shape[0], K = x->shape[1], N = w->shape[0];
+  int dt = o->dtype == DDPM_FLOAT64 ? DDPM_FLOAT64 : DDPM_FLOAT32;
+  ddpm_tensor *tx = NULL, *tw = NULL, *tb = NULL, *to = NULL;
+  int st = DDPM_OK;
+  mat_layout lx = {0}, lw = {0};
+  if (x->dtype != dt || !layout_of(M, K, x->strides[0], x->strides[1], &lx)) {
+    DDPM_CHECK(as_gemm_operand(&tx, x, dt));
+    layout_of(M, K, tx->strides[0], tx->strides[1], &lx);
+  }
+  if (w->dtype != dt || !layout_of(N, K, w->strides[0], w->strides[1], &lw)) {
+    DDPM_CHECK(as_gemm_operand(&tw, w, dt));
+    layout_of(N, K, tw->strides[0], tw->strides[1], &lw);
+  }
+  if (bias && (bias->dtype != dt || bias->strides[0] != 1)) DDPM_CHECK(as_gemm_operand(&tb, bias, dt));
+  if (o->dtype != dt) DDPM_CHECK(ddpm_tensor_new(&to, o->ndim, o->shape, dt, DDPM_CPU));
+  {
+    const ddpm_tensor *X = tx ? tx : x, *W = tw ? tw : w, *Bv = tb ? tb : bias;
+    ddpm_tensor *O = to ? to : o;
+    /* out = x @ w^T: w is [N,K]; its transpose as a [K,N] operand flips the layout flag */
+    bool wt = !lw.trans;
+    double beta = 0.0;
+    if (Bv) { /* seed every row with the bias, then accumulate the product onto it */
+      for (int64_t i = 0; i < M; i++) {
+        if (dt == DDPM_FLOAT32) memcpy((float *)ddpm_ptr(O) + i * N, ddpm_ptr(Bv), (size_t)N * 4);
+        else memcpy((double *)ddpm_ptr(O) + i * N, ddpm_ptr(Bv), (size_t)N * 8);
+      }
+      beta = 1.0;
+    }
+    if (K == 0) {
+      if (!Bv) memset(ddpm_ptr(O), 0, (size_t)(M * N * ddpm_dsize(dt)));
+    } else if (dt == DDPM_FLOAT32) {
+      cblas_sgemm(CblasRowMajor, lx.trans ? CblasTrans : CblasNoTrans, wt ? CblasTrans : CblasNoTrans, (int)M,
+                  (int)N, (int)K, 1.0f, (const float *)ddpm_ptr(X), (int)lx.ld, (const float *)ddpm_ptr(W),
+                  (int)lw.ld, (float)beta, (float *)ddpm_ptr(O), (int)N);
+    } else {
+      cblas_dgemm(CblasRowMajor, lx.trans ? CblasTrans : CblasNoTrans, wt ? CblasTrans : CblasNoTrans, (int)M,
+                  (int)N, (int)K, 1.0, (const double *)ddpm_ptr(X), (int)lx.ld, (const double *)ddpm_ptr(W),
+                  (int)lw.ld, beta, (double *)ddpm_ptr(O), (int)N);
+    }
+    if (to) cpu_copy_strided(o, to);
+  }
+done:
+  ddpm_tensor_release(tx);
+  ddpm_tensor_release(tw);
+  ddpm_tensor_release(tb);
+  ddpm_tensor_release(to);
+  return st;
+}

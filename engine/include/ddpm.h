@@ -1,0 +1,221 @@
+/* ddpm.h: the one public header of libddpm, read by the C compiler and (its FFI region) by LuaJIT. */
+#ifndef DDPM_H
+#define DDPM_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Only the declarations between the markers below are exported and fed to ffi.cdef verbatim,
+ * so the region holds plain C that LuaJIT accepts: no macros, no #if, no structs by value,
+ * enums with explicit append-only values.
+ *
+ * Conventions (DESIGN.md section 3):
+ *  - every fallible function returns a status (DDPM_OK == 0) and writes results through out;
+ *  - a tensor written through an out-parameter is a new reference the caller releases once;
+ *    tensor arguments are borrowed;
+ *  - ddpm_last_error() describes the last failure of this thread: what, shapes/dtypes/devices,
+ *    and the library file:line that refused;
+ *  - dims are 0-based, negative dims count from the end; shapes are int64 arrays;
+ *  - devices are ints: 0 = cpu, 1 + k = cuda:k.                                             */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* DDPM_FFI_BEGIN */
+typedef struct ddpm_tensor ddpm_tensor;
+typedef struct ddpm_generator ddpm_generator;
+
+enum ddpm_status {
+  DDPM_OK = 0, DDPM_ERR_ARGUMENT = 1, DDPM_ERR_SHAPE = 2, DDPM_ERR_DTYPE = 3, DDPM_ERR_DEVICE = 4,
+  DDPM_ERR_OOM = 5, DDPM_ERR_UNSUPPORTED = 6, DDPM_ERR_IO = 7, DDPM_ERR_FORMAT = 8,
+  DDPM_ERR_AUTOGRAD = 9, DDPM_ERR_BACKEND = 10, DDPM_ERR_INDEX = 11, DDPM_ERR_INTERNAL = 12
+};
+enum ddpm_dtype {
+  DDPM_FLOAT32 = 0, DDPM_FLOAT64 = 1, DDPM_FLOAT16 = 2, DDPM_BFLOAT16 = 3,
+  DDPM_INT64 = 4, DDPM_INT32 = 5, DDPM_UINT8 = 6, DDPM_BOOL = 7
+};
+enum ddpm_device_kind { DDPM_CPU = 0, DDPM_CUDA0 = 1 };
+
+/* ---- library ---------------------------------------------------------------------------- */
+int ddpm_abi_version(void);
+const char *ddpm_version(void);
+const char *ddpm_last_error(void);
+int ddpm_last_status(void);
+void ddpm_clear_error(void);
+int ddpm_cuda_built(void);
+int ddpm_set_num_threads(int n);
+int ddpm_get_num_threads(void);
+int ddpm_op_count(void);
+const char *ddpm_op_name(int op);
+const char *ddpm_dtype_name(int dtype);
+int ddpm_dtype_size(int dtype);
+int ddpm_dtype_is_floating(int dtype);
+int ddpm_promote_types(int a, int b);
+
+/* ---- memory accounting (bytes; device 0 = host) ------------------------------------------ */
+int64_t ddpm_memory_allocated(int device);
+int64_t ddpm_memory_peak(int device);
+void ddpm_memory_reset_peak(int device);
+int64_t ddpm_memory_allocs_since_mark(void);
+void ddpm_memory_mark(void);
+
+/* ---- tensor lifetime and metadata ----------------------------------------------------- */
+void ddpm_tensor_retain(ddpm_tensor *t);
+void ddpm_tensor_release(ddpm_tensor *t);
+int ddpm_tensor_ndim(const ddpm_tensor *t);
+int ddpm_tensor_shape(const ddpm_tensor *t, int64_t *shape);
+int ddpm_tensor_strides(const ddpm_tensor *t, int64_t *strides);
+int64_t ddpm_tensor_numel(const ddpm_tensor *t);
+int64_t ddpm_tensor_offset(const ddpm_tensor *t);
+int ddpm_tensor_dtype(const ddpm_tensor *t);
+int ddpm_tensor_device(const ddpm_tensor *t);
+int ddpm_tensor_is_contiguous(const ddpm_tensor *t);
+void *ddpm_tensor_data(const ddpm_tensor *t);
+int64_t ddpm_tensor_version(const ddpm_tensor *t);
+int ddpm_tensor_same_storage(const ddpm_tensor *a, const ddpm_tensor *b);
+int ddpm_tensor_item(const ddpm_tensor *t, double *out);
+int ddpm_tensor_to_doubles(const ddpm_tensor *t, double *dst, int64_t n);
+int ddpm_tensor_to_bytes(const ddpm_tensor *t, void *dst, int64_t nbytes);
+
+/* ---- autograd ------------------------------------------------------------------------------ */
+int ddpm_tensor_requires_grad(const ddpm_tensor *t);
+int ddpm_tensor_set_requires_grad(ddpm_tensor *t, int flag);
+int ddpm_tensor_is_leaf(const ddpm_tensor *t);
+int ddpm_tensor_get_grad(ddpm_tensor *t, ddpm_tensor **out);
+int ddpm_tensor_set_grad(ddpm_tensor *t, ddpm_tensor *grad);
+const char *ddpm_tensor_grad_fn_name(const ddpm_tensor *t);
+int ddpm_grad_enabled(void);
+void ddpm_set_grad_enabled(int enabled);
+int ddpm_backward(ddpm_tensor *root, ddpm_tensor *grad, int retain_graph);
+int ddpm_autograd_grad(int noutputs, ddpm_tensor *const *outputs, ddpm_tensor *const *grad_outputs,
+                       int ninputs, ddpm_tensor *const *inputs, ddpm_tensor **grads,
+                       int retain_graph, int allow_unused);
+
+/* ---- creation -------------------------------------------------------------------------------- */
+int ddpm_empty(ddpm_tensor **out, int ndim, const int64_t *shape, int dtype, int device);
+int ddpm_full(ddpm_tensor **out, int ndim, const int64_t *shape, double value, int dtype, int device);
+int ddpm_arange(ddpm_tensor **out, double start, double end, double step, int dtype, int device);
+int ddpm_linspace(ddpm_tensor **out, double start, double end, int64_t steps, int dtype, int device);
+int ddpm_from_doubles(ddpm_tensor **out, const double *values, int ndim, const int64_t *shape,
+                      int dtype, int device);
+int ddpm_from_bytes(ddpm_tensor **out, const void *data, int64_t nbytes, int ndim,
+                    const int64_t *shape, int dtype, int device);
+
+/* ---- copies, conversion --------------------------------------------------------------------- */
+int ddpm_contiguous(ddpm_tensor **out, ddpm_tensor *t);
+int ddpm_clone(ddpm_tensor **out, ddpm_tensor *t);
+int ddpm_to(ddpm_tensor **out, ddpm_tensor *t, int dtype, int device);
+int ddpm_detach(ddpm_tensor **out, ddpm_tensor *t);
+int ddpm_copy_(ddpm_tensor *dst, ddpm_tensor *src);
+int ddpm_fill_(ddpm_tensor *t, double value);
+
+/* ---- views (zero-copy) ---------------------------------------------------------------------- */
+int ddpm_view(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *shape);
+int ddpm_reshape(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *shape);
+int ddpm_permute(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *dims);
+int ddpm_transpose(ddpm_tensor **out, ddpm_tensor *t, int dim0, int dim1);
+int ddpm_expand(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *shape);
+int ddpm_slice(ddpm_tensor **out, ddpm_tensor *t, int dim, int64_t start, int64_t end, int64_t step);
+int ddpm_narrow(ddpm_tensor **out, ddpm_tensor *t, int dim, int64_t start, int64_t length);
+int ddpm_select(ddpm_tensor **out, ddpm_tensor *t, int dim, int64_t index);
+int ddpm_unsqueeze(ddpm_tensor **out, ddpm_tensor *t, int dim);
+int ddpm_squeeze(ddpm_tensor **out, ddpm_tensor *t, int dim);
+int ddpm_squeeze_all(ddpm_tensor **out, ddpm_tensor *t);
+
+/* ---- elementwise (PyTorch broadcasting and type promotion) -------------------------------- */
+int ddpm_add(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_sub(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_mul(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_div(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_pow(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_maximum(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_minimum(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_eq(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_ne(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_lt(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_le(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_gt(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_ge(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_where(ddpm_tensor **out, ddpm_tensor *cond, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_add_scalar(ddpm_tensor **out, ddpm_tensor *x, double s);
+int ddpm_mul_scalar(ddpm_tensor **out, ddpm_tensor *x, double s);
+int ddpm_div_scalar(ddpm_tensor **out, ddpm_tensor *x, double s);
+int ddpm_rdiv_scalar(ddpm_tensor **out, ddpm_tensor *x, double s);
+int ddpm_pow_scalar(ddpm_tensor **out, ddpm_tensor *x, double s);
+int ddpm_rpow_scalar(ddpm_tensor **out, ddpm_tensor *x, double s);
+int ddpm_clamp(ddpm_tensor **out, ddpm_tensor *x, double lo, double hi);
+int ddpm_neg(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_abs(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_sign(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_exp(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_log(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_sqrt(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_rsqrt(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_sin(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_cos(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_tanh(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_sigmoid(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_relu(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_silu(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_gelu(ddpm_tensor **out, ddpm_tensor *x, int tanh_approx);
+int ddpm_floor(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_ceil(ddpm_tensor **out, ddpm_tensor *x);
+int ddpm_round(ddpm_tensor **out, ddpm_tensor *x);
+/* in place: a op= b, refused on tensors a live graph needs */
+int ddpm_add_(ddpm_tensor *a, ddpm_tensor *b, double alpha);
+int ddpm_mul_(ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_div_(ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_add_scalar_(ddpm_tensor *a, double s);
+int ddpm_mul_scalar_(ddpm_tensor *a, double s);
+int ddpm_clamp_(ddpm_tensor *a, double lo, double hi);
+
+/* ---- reductions (ndims == 0: all dims) ------------------------------------------------------- */
+int ddpm_sum(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim);
+int ddpm_mean(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim);
+int ddpm_var(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, double correction,
+             int keepdim);
+int ddpm_amax(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim);
+int ddpm_amin(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim);
+int ddpm_max_dim(ddpm_tensor **values, ddpm_tensor **indices, ddpm_tensor *x, int dim, int keepdim);
+int ddpm_min_dim(ddpm_tensor **values, ddpm_tensor **indices, ddpm_tensor *x, int dim, int keepdim);
+int ddpm_argmax(ddpm_tensor **out, ddpm_tensor *x, int dim, int keepdim, int all);
+int ddpm_argmin(ddpm_tensor **out, ddpm_tensor *x, int dim, int keepdim, int all);
+
+/* ---- linear algebra --------------------------------------------------------------------------- */
+int ddpm_matmul(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_bmm(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
+int ddpm_linear(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *weight, ddpm_tensor *bias);
+
+/* ---- joining ----------------------------------------------------------------------------------- */
+int ddpm_cat(ddpm_tensor **out, int n, ddpm_tensor *const *tensors, int dim);
+int ddpm_stack(ddpm_tensor **out, int n, ddpm_tensor *const *tensors, int dim);
+
+/* ---- random numbers: counter-based Philox4x32-10, identical streams on every device -------- */
+int ddpm_generator_new(ddpm_generator **out, uint64_t seed);
+void ddpm_generator_free(ddpm_generator *g);
+ddpm_generator *ddpm_default_generator(void);
+void ddpm_generator_manual_seed(ddpm_generator *g, uint64_t seed);
+uint64_t ddpm_generator_seed(const ddpm_generator *g);
+uint64_t ddpm_generator_offset(const ddpm_generator *g);
+void ddpm_generator_set_state(ddpm_generator *g, uint64_t seed, uint64_t offset);
+int ddpm_uniform_(ddpm_tensor *t, double lo, double hi, ddpm_generator *g);
+int ddpm_normal_(ddpm_tensor *t, double mean, double std, ddpm_generator *g);
+int ddpm_randint_(ddpm_tensor *t, int64_t lo, int64_t hi, ddpm_generator *g);
+int ddpm_bernoulli(ddpm_tensor **out, ddpm_tensor *probs, ddpm_generator *g);
+int ddpm_randperm(ddpm_tensor **out, int64_t n, int dtype, int device, ddpm_generator *g);
+int ddpm_multinomial(ddpm_tensor **out, ddpm_tensor *probs, int64_t num_samples, int replacement,
+                     ddpm_generator *g);
+/* DDPM_FFI_END */
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DDPM_H */

@@ -1,0 +1,46 @@
+/* dispatch.c: op names, backend selection by device, and the one place kernels are called. */
+#include "internal.h"
+
+static const char *op_names[DDPM_OP_COUNT] = {
+#define DDPM_OP(n, s, kind) [DDPM_OP_##n] = s,
+#include "ops.def"
+#undef DDPM_OP
+};
+
+const char *ddpm_opname(int op) { return op >= 0 && op < DDPM_OP_COUNT ? op_names[op] : "unknown-op"; }
+const char *ddpm_op_name(int op) { return op >= 0 && op < DDPM_OP_COUNT ? op_names[op] : NULL; }
+int ddpm_op_count(void) { return DDPM_OP_COUNT; }
+
+const ddpm_backend *ddpm_backend_for(int device) {
+  if (device == DDPM_CPU) return &ddpm_cpu_backend;
+  if (device >= DDPM_CUDA0) {
+    const ddpm_backend *cu = ddpm_cuda_backend();
+    if (cu && device - DDPM_CUDA0 < ddpm_cuda_device_count_internal()) return cu;
+  }
+  return NULL;
+}
+
+int ddpm_cuda_built(void) { return ddpm_cuda_backend() != NULL; }
+
+int ddpm_dispatch(ddpm_call *c) {
+  ddpm_tensor *first = c->nout ? c->out[0] : c->in[0];
+  int device = first->device;
+  for (int k = 0; k < c->nin; k++)
+    if (c->in[k] && c->in[k]->device != device)
+      return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: expected all tensors on %s, but input %d is %s", ddpm_opname(c->op),
+                       ddpm_fmt_device(device), k + 1, ddpm_fmt_tensor(c->in[k]));
+  for (int k = 0; k < c->nlist; k++)
+    if (c->list[k]->device != device)
+      return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: expected all tensors on %s, but tensor %d is %s", ddpm_opname(c->op),
+                       ddpm_fmt_device(device), k + 1, ddpm_fmt_tensor(c->list[k]));
+  const ddpm_backend *be = ddpm_backend_for(device);
+  if (!be) {
+    if (device >= DDPM_CUDA0 && !ddpm_cuda_backend())
+      return DDPM_FAIL(DDPM_ERR_UNSUPPORTED, "%s: this libddpm was built without CUDA", ddpm_opname(c->op));
+    return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: device %s is not available", ddpm_opname(c->op), ddpm_fmt_device(device));
+  }
+  ddpm_kernel_fn fn = be->kernels[c->op];
+  if (!fn)
+    return DDPM_FAIL(DDPM_ERR_UNSUPPORTED, "%s: no kernel on the %s backend", ddpm_opname(c->op), be->name);
+  return fn(c);
+}
