@@ -209,6 +209,20 @@ int ddpm_bernoulli(ddpm_tensor **out, ddpm_tensor *probs, ddpm_generator *g);
 int ddpm_randperm(ddpm_tensor **out, int64_t n, int dtype, int device, ddpm_generator *g);
 int ddpm_multinomial(ddpm_tensor **out, ddpm_tensor *probs, int64_t num_samples, int replacement,
                      ddpm_generator *g);
+
+/* ---- indexing ---------------------------------------------------------------------------------- */
+int ddpm_index_select(ddpm_tensor **out, ddpm_tensor *x, int dim, ddpm_tensor *index);
+int ddpm_index_add_(ddpm_tensor *x, int dim, ddpm_tensor *index, ddpm_tensor *src);
+
+/* ---- nn: convolution, normalisation, activations, attention, resampling, losses --------------- */
+
+/* ---- optimizers ----------------------------------------------------------------------------------- */
+
+/* ---- formats: safetensors, npy, png --------------------------------------------------------------- */
+
+/* ---- data ------------------------------------------------------------------------------------------- */
+
+/* ---- CUDA: devices, memory, streams, graphs, autocast ----------------------------------------------- */
 /* DDPM_FFI_END */
 
 #if defined(__GNUC__)

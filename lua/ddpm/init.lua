@@ -233,7 +233,7 @@ local fn_names = { 'add', 'sub', 'mul', 'div', 'pow', 'neg', 'abs', 'sign', 'exp
   'tanh', 'sigmoid', 'relu', 'floor', 'ceil', 'round', 'clamp', 'clip', 'maximum', 'minimum', 'eq', 'ne', 'lt', 'le', 'gt',
   'ge', 'sum', 'mean', 'var', 'std', 'amax', 'amin', 'max', 'min', 'argmax', 'argmin', 'matmul', 'mm', 'bmm', 'reshape',
   'permute', 'transpose', 'flatten', 'unsqueeze', 'squeeze', 'narrow', 'select', 'chunk', 'split', 'unbind', 'square',
-  'norm', 'allclose', 'equal', 'reciprocal', 'log1p', 'expm1', 'clone', 'detach', 'numel', 't', 'swapaxes', 'unflatten' }
+  'norm', 'allclose', 'index_select', 'equal', 'reciprocal', 'log1p', 'expm1', 'clone', 'detach', 'numel', 't', 'swapaxes', 'unflatten' }
 for _, n in ipairs(fn_names) do ddpm[n] = methods[n] end
 
 local list_buf_t = ffi.typeof('ddpm_tensor*[?]')

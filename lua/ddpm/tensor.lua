@@ -1,5 +1,6 @@
 -- tensor.lua: the tensor type: an ffi.metatype over the opaque ddpm_tensor handle, with
--- PyTorch's method names, operators and 0-based dims.  Other modules add methods to
+-- PyTorch's method names, operators and 0-based dims.  (LuaJIT indexes cdata pointers with
+-- numbers itself, so t[i] is not available: use t:select(0, i).)  Other modules add methods to
 -- `Tensor.methods` (e.g. nn.functional adds t:softmax()).
 local F = require 'ddpm.ffi'
 local D = require 'ddpm.dtype'
@@ -738,6 +739,18 @@ function methods.bmm(a, b)
   return call2(C.ddpm_bmm, a, b)
 end
 
+-- ---- indexing ---------------------------------------------------------------------------------------------------------
+function methods.index_select(t, d, index)
+  need_number(d, 'dim', 'index_select')
+  need_tensor(index, 'index', 'index_select')
+  return call3(C.ddpm_index_select, t, d, index)
+end
+function methods.index_add_(t, d, index, src)
+  need_number(d, 'dim', 'index_add_')
+  check(C.ddpm_index_add_(t, d, need_tensor(index, 'index', 'index_add_'), need_tensor(src, 'source', 'index_add_')))
+  return t
+end
+
 -- ---- autograd ---------------------------------------------------------------------------------------------------------
 function methods.backward(t, grad, opts)
   if type(grad) == 'table' and not is_tensor(grad) then grad, opts = opts, grad end
@@ -758,17 +771,11 @@ mt.__index = function(t, k)
   if m ~= nil then return m end
   local p = props[k]
   if p ~= nil then return p(t) end
-  if type(k) == 'number' then return call3(C.ddpm_select, t, 0, k) end
   return nil
 end
 mt.__newindex = function(t, k, v)
   local s = setters[k]
   if s then return s(t, v) end
-  if type(k) == 'number' then
-    local dst = call3(C.ddpm_select, t, 0, k)
-    if is_tensor(v) then methods.copy_(dst, v) else methods.fill_(dst, v) end
-    return
-  end
   raise(string.format("tensor: cannot set field '%s'", tostring(k)))
 end
 mt.__add = methods.add
