@@ -6,8 +6,18 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
 jobs=${JOBS:-$(nproc)}
-cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
-cmake --build "$build" -j "$jobs" 2>&1 | grep -E 'error|warning: unused' ; test ${PIPESTATUS[0]} -eq 0 || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+# The build is quiet: nothing on success but compiler warnings; on failure the log without the
+# progress lines, so the errors are what one sees.
+blog=$(mktemp)
+if ! cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release >"$blog" 2>&1; then
+  cat "$blog"; rm -f "$blog"; echo "configure failed"; echo "0 passed, 1 failed"; exit 1
+fi
+if ! cmake --build "$build" -j "$jobs" >"$blog" 2>&1; then
+  grep -vE '^\[ *[0-9]+%\] (Building|Linking|Built target)|^(Consolidate|Scanning|-- )' "$blog" | tail -n 100
+  rm -f "$blog"; echo "build failed"; echo "0 passed, 1 failed"; exit 1
+fi
+grep -E 'warning' "$blog" | head -n 40
+rm -f "$blog"
 log=$(mktemp)
 ctest --test-dir "$build" -j "$jobs" -V ${CTEST_ARGS:-} >"$log" 2>&1
 rc=$?

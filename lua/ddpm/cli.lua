@@ -64,7 +64,8 @@ local function looks_like_option(s)
 end
 
 -- ---- the spec ---------------------------------------------------------------------------------------------
-local function spec_error(msg) error('ddpm.cli.parse: ' .. msg, 4) end
+local raise = require('ddpm.ffi').raise
+local function spec_error(msg) raise('ddpm.cli.parse: ' .. msg) end
 
 local function fmt_value(v)
   if type(v) == 'table' then
@@ -98,6 +99,11 @@ local function compile_spec(spec)
         names[1], tostring(o.type)))
     end
     if positional and tname == 'boolean' then spec_error('positional ' .. names[1] .. ' cannot be a boolean flag') end
+    if not positional then
+      for _, n in ipairs(names) do
+        if by_name[n] then spec_error('option ' .. n .. ' is declared twice') end
+      end
+    end
     local dest = o.dest or (long or names[#names]):gsub('^%-+', ''):gsub('-', '_')
     if dests[dest] then spec_error(string.format("two options store into '%s'", dest)) end
     dests[dest] = true
@@ -112,10 +118,7 @@ local function compile_spec(spec)
     if positional then
       positionals[#positionals + 1] = e
     else
-      for _, n in ipairs(names) do
-        if by_name[n] then spec_error('option ' .. n .. ' is declared twice') end
-        by_name[n] = e
-      end
+      for _, n in ipairs(names) do by_name[n] = e end
     end
   end
   return { list = list, by_name = by_name, positionals = positionals, dests = dests }
@@ -289,7 +292,7 @@ local function strict(values, c)
       local names = {}
       for d in pairs(c.dests) do names[#names + 1] = d end
       table.sort(names)
-      error(string.format("ddpm.cli: no option stores into '%s' (declared: %s)", tostring(k), table.concat(names, ', ')), 2)
+      raise(string.format("ddpm.cli: no option stores into '%s' (declared: %s)", tostring(k), table.concat(names, ', ')))
     end,
   })
 end
