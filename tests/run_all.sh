@@ -22,7 +22,7 @@ log=$(mktemp)
 ctest --test-dir "$build" -j "$jobs" -V ${CTEST_ARGS:-} >"$log" 2>&1
 rc=$?
 # echo each test's own report (ctest -V prefixes lines with "<test number>: ")
-grep -E '^[0-9]+: ' "$log" | sed -E 's/^[0-9]+: //' | grep -vE '^(Test command|Working Directory|Environment variables|Test timeout|  [A-Z_]+=)' 
+grep -E '^[0-9]+: ' "$log" | sed -E 's/^[0-9]+: //' | grep -vE '^(Test command|Working Directory|Environment variables|Test timeout| +[A-Z_]+=)' 
 grep -E '^[0-9]+/[0-9]+ Test|tests passed|FAILED|Failed|Not Run|Timeout' "$log" | grep -vE '^[0-9]+: '
 passed=0 failed=0
 while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(

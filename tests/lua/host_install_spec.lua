@@ -44,6 +44,13 @@ print('n', args.n, ddpm.arange(args.n):sum():item())
     assert.is_falsy(r.stderr:find('share/ddpm-lua', 1, true), 'library frames must be hidden')
   end)
 
+  it('installs the Lua jobs, which run there', function()
+    local r = H.sh(q(prefix .. '/bin/ddpm-lua') .. ' ' .. q(prefix .. '/share/ddpm-lua/scripts/demo.lua') .. ' --steps 3',
+      { cwd = '/' })
+    assert.are.equal(0, r.status, r.stderr)
+    assert.matches('\nloss [%d.]+ %-> [%d.]+ after 3 steps\n$', r.stdout)
+  end)
+
   it('lets plain luajit load the installed package', function()
     local lua = prefix .. '/share/ddpm-lua/lua'
     local r = H.sh([[luajit -e "local d = require('ddpm'); print(d.ones(3):sum():item())"]],
