@@ -62,14 +62,16 @@ end)
 
 -- ---- through a pseudo-terminal ---------------------------------------------------------------------------
 -- A shell feeds keystrokes to `script`, which runs ddpm-lua on a pty; `wait_for` polls the
--- captured screen so that Ctrl-C is sent only once the REPL is where the test wants it.
+-- captured screen so that Ctrl-C is sent only once the REPL is where the test wants it.  Input
+-- goes in one write, or once the REPL waits at its prompt: keys arriving while it evaluates would
+-- be echoed by the terminal itself, in between the lines the assertions look for.
 local have_script = H.have('script')
 
 local function pty_session(feed, hist)
   local dir = H.tmpdir()
   local sh = string.format([[
 out=%s/screen
-wait_for() { i=0; until grep -q "$1" "$out" 2>/dev/null || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done; }
+wait_for() { i=0; until grep -q "$1" "$out" 2>/dev/null || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done; sleep 0.2; }
 feed() {
 %s
 }
@@ -93,13 +95,7 @@ describe('REPL on a terminal', function()
   it('edits lines, prompts for continuations, auto-prints and writes the history file', function()
     local screen, history = pty_session([[
 wait_for 'Ctrl-D exits'
-printf 'x = 21\n'
-printf 'function twice(v)\n'
-printf 'return 2 * v\n'
-printf 'end\n'
-printf '=twice(x)\n'
-printf 'error("oops")\n'
-printf 'ddpm.ones(2)\n'
+printf 'x = 21\nfunction twice(v)\nreturn 2 * v\nend\n=twice(x)\nerror("oops")\nddpm.ones(2)\n'
 wait_for 'tensor(\[1'
 ]])
     assert.matches('^status 0\n', screen)
@@ -117,8 +113,7 @@ wait_for 'tensor(\[1'
   it('interrupts a running computation with Ctrl-C and returns to the prompt', function()
     local screen = pty_session([[
 wait_for 'Ctrl-D exits'
-printf 'n = 0\n'
-printf 'print("loop" .. "ing"); while true do n = n + ddpm.ones(2):sum():item() end\n'
+printf 'n = 0\nprint("loop" .. "ing"); while true do n = n + ddpm.ones(2):sum():item() end\n'
 wait_for '^looping'
 sleep 0.3
 printf '\003'
