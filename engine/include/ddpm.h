@@ -238,6 +238,9 @@ int64_t ddpm_safetensors_metadata_value_len(const ddpm_safetensors *f, int64_t i
 /* Write tensors (any layout/device) and string metadata atomically (temp file, fsync, rename). */
 int ddpm_safetensors_save(const char *path, int64_t n, const char *const *names, ddpm_tensor *const *tensors,
                           int64_t nmeta, const char *const *meta_keys, const char *const *meta_values);
+/* NumPy .npy: versions 1-3, little-endian, C order (memory-mapped); written exactly as numpy does. */
+int ddpm_npy_load(ddpm_tensor **out, const char *path);
+int ddpm_npy_save(const char *path, ddpm_tensor *t);
 /* Replace path with the bytes atomically (temp file in the same directory, fsync, rename). */
 int ddpm_write_file_atomic(const char *path, const void *data, int64_t nbytes);
 

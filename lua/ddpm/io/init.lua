@@ -7,11 +7,7 @@ local sub = { safetensors = 'ddpm.io.safetensors', atomic = 'ddpm.io.atomic', np
 
 -- ddpm.io.<name>(...) forwards to submodule function fn
 local function forward(name, modname, fn)
-  M[name] = function(...)
-    local f = require(sub[modname])[fn]
-    local a, b = f(...)
-    return a, b
-  end
+  M[name] = function(...) return require(sub[modname])[fn](...) end
 end
 
 forward('load_safetensors', 'safetensors', 'load')
