@@ -241,10 +241,17 @@ int ddpm_safetensors_save(const char *path, int64_t n, const char *const *names,
 /* NumPy .npy: versions 1-3, little-endian, C order (memory-mapped); written exactly as numpy does. */
 int ddpm_npy_load(ddpm_tensor **out, const char *path);
 int ddpm_npy_save(const char *path, ddpm_tensor *t);
+/* PNG (libpng): load as uint8 [H, W, C]; channels 3 = RGB with alpha composited on white, 4 = RGBA,
+ * 0 = as stored (grey 1, grey+alpha 2, 3 or 4); 16-bit keeps the high byte; palettes expand.
+ * save takes uint8 [H, W] or [H, W, 1..4] (any layout/device) and writes atomically. */
+int ddpm_png_load(ddpm_tensor **out, const char *path, int channels);
+int ddpm_png_save(const char *path, ddpm_tensor *img);
 /* Replace path with the bytes atomically (temp file in the same directory, fsync, rename). */
 int ddpm_write_file_atomic(const char *path, const void *data, int64_t nbytes);
 
 /* ---- data ------------------------------------------------------------------------------------------- */
+/* uint8 [H, W, 3|4] -> [H/k, W/k, 3]: composite on white and box-average k x k blocks, rounding half up */
+int ddpm_image_composite_box(ddpm_tensor **out, ddpm_tensor *img, int k);
 
 /* ---- CUDA: devices, memory, streams, graphs, autocast ----------------------------------------------- */
 /* DDPM_FFI_END */
