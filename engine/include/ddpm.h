@@ -252,6 +252,10 @@ int ddpm_write_file_atomic(const char *path, const void *data, int64_t nbytes);
 /* ---- data ------------------------------------------------------------------------------------------- */
 /* uint8 [H, W, 3|4] -> [H/k, W/k, 3]: composite on white and box-average k x k blocks, rounding half up */
 int ddpm_image_composite_box(ddpm_tensor **out, ddpm_tensor *img, int k);
+/* Entries of a directory (no . and ..), sorted bytewise, as "kname\0kname\0..." where k is the type:
+ * 'd' directory, 'f' regular file, 'o' other; free the buffer with ddpm_free_buffer. */
+int ddpm_list_dir(const char *path, char **out, int64_t *nbytes);
+void ddpm_free_buffer(void *p);
 
 /* ---- CUDA: devices, memory, streams, graphs, autocast ----------------------------------------------- */
 /* DDPM_FFI_END */
