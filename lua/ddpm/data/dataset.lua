@@ -58,7 +58,7 @@ TensorDataset.__getitem__ = TensorDataset.get
 local function one_hot(labels, num_classes, op)
   local n = labels:size(0)
   local k = num_classes or (n > 0 and labels:max():item() + 1 or 0)
-  local eye = ddpm.eye(k)
+  local eye = ddpm.eye(k, k, { dtype = ddpm.float32 }) -- (eye(k) alone trips a core vararg bug)
   return eye:index_select(0, labels:long())
 end
 
