@@ -98,6 +98,20 @@ static int flush_buf(ddpm_afile *f) {
 
 int ddpm_afile_write(ddpm_afile *f, const void *p, size_t n) {
   const char *s = p;
+  if (n >= f->cap) { /* large tensors go straight to the file, without a pass through the buffer */
+    DDPM_TRY(flush_buf(f));
+    while (n) {
+      ssize_t w = write(f->fd, s, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return DDPM_FAIL(DDPM_ERR_IO, "%s: writing '%s' failed: %s (the previous file, if any, is untouched)",
+                         f->op, f->path, strerror(errno));
+      }
+      s += w;
+      n -= (size_t)w;
+    }
+    return DDPM_OK;
+  }
   while (n) {
     if (f->used == f->cap) DDPM_TRY(flush_buf(f));
     size_t k = f->cap - f->used < n ? f->cap - f->used : n;

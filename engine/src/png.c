@@ -99,6 +99,13 @@ int ddpm_png_load(ddpm_tensor **out, const char *path, int channels) {
              (unsigned)h, ch, rowbytes);
     png_longjmp(png, 1);
   }
+  /* deflate expands at most ~1032:1, so a small file cannot hold a huge image: refuse before
+   * allocating for what a corrupt header claims */
+  if (((uint64_t)rowbytes + 1) * h > (uint64_t)c->len * 1100u + 65536u) {
+    snprintf(c->msg, sizeof c->msg, "the header claims %u x %u pixels, more than %zu bytes of compressed data can hold",
+             (unsigned)w, (unsigned)h, c->len);
+    png_longjmp(png, 1);
+  }
   int64_t shape[3] = {(int64_t)h, (int64_t)w, ch};
   ddpm_tensor *t = NULL;
   if (ddpm_tensor_new(&t, 3, shape, DDPM_UINT8, DDPM_CPU)) {

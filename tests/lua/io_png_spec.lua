@@ -77,6 +77,8 @@ describe('png', function()
     H.raises(function() ddpm.io.load_png(file('nopng.png', 'GIF89a' .. good)) end, 'nopng.png', 'not a PNG file')
     local huge = H.png { w = 100000, h = 100000, color = 2, rows = { '\0\0\0' } }
     H.raises(function() ddpm.io.load_png(file('huge.png', huge)) end, 'huge.png', 'exceeds user limit')
+    local bomb = H.png { w = 30000, h = 30000, color = 6, rows = { '\0\0\0\0' } }
+    H.raises(function() ddpm.io.load_png(file('bomb.png', bomb)) end, 'bomb.png', 'compressed data can hold')
     H.raises(function() ddpm.io.load_png(dir .. '/missing.png') end, 'missing.png', 'No such file')
     H.raises(function() ddpm.io.load_png(file('x.png', good), { mode = 'CMYK' }) end, "mode must be 'RGB'")
   end)

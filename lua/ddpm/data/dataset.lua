@@ -40,7 +40,11 @@ function TensorDataset:__len() return self.n end
 TensorDataset.len = TensorDataset.__len
 function TensorDataset:get_batch(idx)
   local out = {}
-  for i, t in ipairs(self.tensors) do out[i] = t:index_select(0, idx) end
+  for i, t in ipairs(self.tensors) do
+    -- a data set kept on the GPU gathers there: move the (small) index, not the data
+    local d = t.device
+    out[i] = t:index_select(0, d.type == 'cpu' and idx or idx:to(d))
+  end
   return unpack(out)
 end
 function TensorDataset:get(i)

@@ -3,7 +3,7 @@
 local M = {}
 
 local sub = { safetensors = 'ddpm.io.safetensors', atomic = 'ddpm.io.atomic', npy = 'ddpm.io.npy',
-  png = 'ddpm.io.png', serialize = 'ddpm.io.serialize' }
+  png = 'ddpm.io.png', serialize = 'ddpm.io.serialize', json = 'ddpm.io.json' }
 
 -- ddpm.io.<name>(...) forwards to submodule function fn
 local function forward(name, modname, fn)

@@ -123,8 +123,8 @@ local function encode(obj)
       end
       seen[x] = nil
     else
-      raise(string.format('save: %s is a %s; expected tensors, numbers, strings, booleans, generators or tables of them',
-        where_of(path), tx == 'cdata' and 'cdata (not a tensor)' or tx))
+      raise(string.format('save: %s is a %s; expected tensors, numbers, strings, booleans, generators or tables of them ' ..
+        '(save a module as model:state_dict())', where_of(path), tx == 'cdata' and 'cdata (not a tensor)' or tx))
     end
   end
   enc(obj, '')
