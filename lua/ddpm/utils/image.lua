@@ -89,15 +89,21 @@ end
 -- range [-1, 1] is the diffusion convention ((x / 255 - 0.5) / 0.5, as ToTensor + Normalize(0.5, 0.5)).
 function M.from_uint8(u8, opts)
   T.need_tensor(u8, 'images', 'from_uint8')
+  if u8.dtype ~= ddpm.uint8 then raise('from_uint8: expected uint8 images, got ' .. tostring(u8.dtype)) end
   local vr = opts and opts.value_range or { -1, 1 }
-  local x = u8:float() / 255
-  if vr[1] ~= 0 or vr[2] ~= 1 then
-    if vr[1] == -1 and vr[2] == 1 then x = (x - 0.5) / 0.5 else x = x * (vr[2] - vr[1]) + vr[1] end
+  local nd = u8:dim()
+  local x
+  -- one float copy in NCHW order, then in place: the peak stays at one copy of the data set
+  if nd == 3 then x = u8:permute(2, 0, 1):float()
+  elseif nd == 4 then x = u8:permute(0, 3, 1, 2):float()
+  else raise('from_uint8: expected images [H, W, C] or [N, H, W, C], got ' .. nd .. ' dims') end
+  x:div_(ddpm.full({}, 255)) -- a true division, as ToTensor (x * (1/255) rounds differently)
+  if vr[1] == -1 and vr[2] == 1 then
+    x:sub_(0.5):mul_(2) -- Normalize(0.5, 0.5): (x - 0.5) / 0.5, exactly
+  elseif vr[1] ~= 0 or vr[2] ~= 1 then
+    x:mul_(vr[2] - vr[1]):add_(vr[1])
   end
-  local nd = x:dim()
-  if nd == 3 then return x:permute(2, 0, 1):contiguous() end
-  if nd == 4 then return x:permute(0, 3, 1, 2):contiguous() end
-  raise('from_uint8: expected images [H, W, C] or [N, H, W, C], got ' .. nd .. ' dims')
+  return x
 end
 
 -- Nearest-neighbour resize of dims (hdim, hdim + 1) to (oh, ow) (PyTorch's 'nearest':
