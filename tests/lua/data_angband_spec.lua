@@ -60,4 +60,21 @@ describe('angband sprites', function()
     H.raises(function() angband.build({ tileset = 'shockbolt', cache_dir = dir }) end, "'both', 'bolt' or 'gervais'")
     H.raises(function() angband.build({ root = dir, cache_dir = dir .. '/x', force = true }) end, 'lacks', 'angband')
   end)
+
+  it('explains a failed download', function()
+    if root == '/' then
+      pending('the packages are installed; the download path is not taken')
+      return
+    end
+    local bin = dir .. '/fakebin'
+    os.execute("mkdir -p '" .. bin .. "'")
+    H.write(bin .. '/apt-get', '#!/bin/sh\necho "E: Failed to fetch (simulated)"\nexit 100\n')
+    os.execute("chmod +x '" .. bin .. "/apt-get'")
+    local rc, out = H.run_child(string.format('ddpm.data.angband.find_root({ cache_dir = %q })', dir .. '/dl'),
+      "export PATH='" .. bin .. "':$PATH")
+    assert.are_not.equal(0, rc)
+    assert.truthy(out:find('apt-get download angband=', 1, true), out)
+    assert.truthy(out:find('Failed to fetch (simulated)', 1, true), out)
+    assert.is_false(H.exists(dir .. '/dl/root/etc/angband/edit/monster.txt'))
+  end)
 end)

@@ -70,16 +70,27 @@ function M.find_root(opts)
   if has_all(root) then return root end
   local ok, out = sh('mkdir -p ' .. quote(cache))
   if not ok then raise("angband: cannot create the cache directory '" .. cache .. "': " .. out) end
-  ok, out = sh('cd ' .. quote(cache) .. ' && apt-get download angband=' .. M.version .. ' angband-data=' .. M.version)
+  -- download and unpack in a private directory, then move the tree into place in one rename, so
+  -- processes building at the same time never see a half-unpacked tree
+  local tmp
+  ok, tmp = sh('mktemp -d ' .. quote(cache .. '/.download-XXXXXX'))
+  if not ok then raise("angband: cannot create a temporary directory in '" .. cache .. "': " .. tmp) end
+  tmp = tmp:gsub('%s+$', '')
+  local function cleanup() sh('rm -rf ' .. quote(tmp)) end
+  ok, out = sh('cd ' .. quote(tmp) .. ' && apt-get download angband=' .. M.version .. ' angband-data=' .. M.version)
   if not ok then
-    raise(string.format("angband: `apt-get download angband=%s angband-data=%s` failed in '%s' (needs network access to " ..
+    cleanup()
+    raise(string.format("angband: `apt-get download angband=%s angband-data=%s` failed (needs network access to " ..
       "a Debian bookworm mirror, and `apt-get update` once; or install the packages, or pass {root=} to a `dpkg -x` copy):\n%s",
-      M.version, M.version, cache, out))
+      M.version, M.version, out))
   end
-  for _, pkg in ipairs({ 'angband_', 'angband-data_' }) do
-    ok, out = sh('cd ' .. quote(cache) .. ' && for f in ' .. pkg .. '*.deb; do dpkg -x "$f" root || exit 1; done')
-    if not ok then raise("angband: unpacking the " .. pkg .. "*.deb package in '" .. cache .. "' failed: " .. out) end
+  ok, out = sh('cd ' .. quote(tmp) .. ' && for f in *.deb; do dpkg -x "$f" root || exit 1; done')
+  if not ok then
+    cleanup()
+    raise("angband: unpacking the downloaded packages failed: " .. out)
   end
+  if not has_all(root) then sh('mv ' .. quote(tmp .. '/root') .. ' ' .. quote(root)) end
+  cleanup()
   local okr, missing = has_all(root)
   if not okr then
     raise(string.format("angband: the downloaded packages lack %s; this recipe needs the layout of angband %s (bookworm)", missing, M.version))
