@@ -56,6 +56,20 @@ describe('angband sprites', function()
     assert.are.same({ 228, 1085, 91, 213, 374 }, ds.labels:sum(0):tolist())
   end)
 
+  it('scripts/build_dataset.lua reports the counts and writes a labelled preview', function()
+    angband.build({ root = root, cache_dir = dir })
+    local exe = os.getenv('DDPM_LUA') or 'build/ddpm-lua'
+    local src = os.getenv('DDPM_SOURCE_DIR') or '.'
+    local p = io.popen(string.format("'%s' '%s/scripts/build_dataset.lua' --cache-dir '%s' --preview '%s/preview.png' 2>&1",
+      exe, src, dir, dir))
+    local out = p:read('*a')
+    p:close()
+    assert.truthy(out:find('nonhero%s+1085'), out)
+    assert.truthy(out:find('total%s+1991'), out)
+    local img = ddpm.io.load_png(dir .. '/preview.png')
+    assert.are.equal(5 * (16 * 4 + 2) + 2, img:size(0))
+  end)
+
   it('refuses bad options and incomplete package trees clearly', function()
     H.raises(function() angband.build({ tileset = 'shockbolt', cache_dir = dir }) end, "'both', 'bolt' or 'gervais'")
     H.raises(function() angband.build({ root = dir, cache_dir = dir .. '/x', force = true }) end, 'lacks', 'angband')
