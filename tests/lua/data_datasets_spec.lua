@@ -1,0 +1,95 @@
+-- data_datasets_spec.lua: TensorDataset, NpyImageDataset (uint8 NHWC + one-hot .npy -> float32
+-- NCHW in [-1, 1]) and ImageFolder (class sub-folders of PNGs, resized), with their clear errors.
+local ddpm = require 'ddpm'
+local H = require 'formats_helpers'
+
+describe('datasets', function()
+  local dir
+  setup(function() dir = H.tmpdir('ds') end)
+  teardown(function() H.rmdir(dir) end)
+
+  it('TensorDataset indexes samples and batches', function()
+    local ds = ddpm.data.TensorDataset(ddpm.arange(12):view(6, 2), ddpm.arange(6))
+    assert.are.equal(6, ds:__len())
+    local x, y = ds:get(2)
+    assert.are.same({ 4, 5 }, x:tolist())
+    assert.are.equal(2, y:item())
+    local bx, by = ds:get_batch(ddpm.tensor({ 5, 0 }, { dtype = ddpm.int64 }))
+    assert.are.same({ { 10, 11 }, { 0, 1 } }, bx:tolist())
+    assert.are.same({ 5, 0 }, by:tolist())
+    H.raises(function() ds:get(6) end, 'out of range')
+    H.raises(function() ddpm.data.TensorDataset(ddpm.zeros(3), ddpm.zeros(4)) end, 'tensor 1 has 3 samples, tensor 2 has 4')
+  end)
+
+  it('NpyImageDataset converts like ToTensor + Normalize(0.5, 0.5)', function()
+    local u8 = ddpm.randint(0, 256, { 5, 4, 4, 3 }, { dtype = ddpm.uint8, generator = ddpm.Generator():manual_seed(2) })
+    local labels = ddpm.eye(5, { dtype = ddpm.float64 }):index_select(0, ddpm.tensor({ 0, 1, 2, 4, 4 }, { dtype = ddpm.int64 }))
+    ddpm.save_npy(dir .. '/x.npy', u8)
+    ddpm.save_npy(dir .. '/y.npy', labels)
+    local ds = ddpm.data.NpyImageDataset(dir .. '/x.npy', dir .. '/y.npy')
+    assert.are.equal(5, ds:__len())
+    assert.are.same({ 5, 3, 4, 4 }, ds.images:shape())
+    assert.are.equal(ddpm.float32, ds.images.dtype)
+    assert.are.equal(ddpm.float32, ds.labels.dtype)
+    local expect = ((u8:float() / 255 - 0.5) / 0.5):permute(0, 3, 1, 2)
+    assert.is_true(ds.images:equal(expect))
+    assert.are.same({ 0, 0, 0, 0, 1 }, ds.labels:select(0, 3):tolist())
+    -- integer class ids are one-hot encoded
+    ddpm.save_npy(dir .. '/ids.npy', ddpm.tensor({ 0, 1, 2, 4, 4 }, { dtype = ddpm.int64 }))
+    local ds2 = ddpm.data.NpyImageDataset(dir .. '/x.npy', dir .. '/ids.npy')
+    assert.is_true(ds2.labels:equal(ds.labels))
+  end)
+
+  it('NpyImageDataset refuses mismatched, malformed and missing files', function()
+    ddpm.save_npy(dir .. '/x.npy', ddpm.zeros(5, 4, 4, 3, { dtype = ddpm.uint8 }))
+    ddpm.save_npy(dir .. '/y4.npy', ddpm.zeros(4, 5, { dtype = ddpm.float64 }))
+    H.raises(function() ddpm.data.NpyImageDataset(dir .. '/x.npy', dir .. '/y4.npy') end,
+      "y4.npy' has 4 labels but", "x.npy' has 5 images")
+    ddpm.save_npy(dir .. '/xf.npy', ddpm.zeros(5, 4, 4, 3))
+    H.raises(function() ddpm.data.NpyImageDataset(dir .. '/xf.npy', dir .. '/y4.npy') end, 'xf.npy', 'expected uint8 images [N, H, W, 3]')
+    ddpm.save_npy(dir .. '/y3d.npy', ddpm.zeros(5, 5, 1))
+    H.raises(function() ddpm.data.NpyImageDataset(dir .. '/x.npy', dir .. '/y3d.npy') end, 'y3d.npy', 'expected one-hot labels')
+    H.raises(function() ddpm.data.NpyImageDataset(dir .. '/nope.npy', dir .. '/y4.npy') end, 'nope.npy', 'No such file')
+    H.write(dir .. '/trunc.npy', H.read(dir .. '/x.npy'):sub(1, 200))
+    H.raises(function() ddpm.data.NpyImageDataset(dir .. '/trunc.npy', dir .. '/y4.npy') end, 'trunc.npy', 'truncated')
+  end)
+
+  it('ImageFolder reads class folders in sorted order and resizes', function()
+    local root = dir .. '/folder'
+    for _, c in ipairs({ 'cats', 'ants', 'bees' }) do os.execute("mkdir -p '" .. root .. '/' .. c .. "'") end
+    -- ants: 32x32 RGBA (box-averaged to 16), bees: 16x16 RGB, cats: 20x20 grey (nearest)
+    local rgba = ddpm.full({ 32, 32, 4 }, 255, { dtype = ddpm.uint8 })
+    rgba:narrow(0, 0, 16):select(2, 3):fill_(0) -- top half transparent: white after compositing
+    rgba:narrow(0, 16, 16):narrow(2, 0, 3):fill_(10)
+    ddpm.io.save_png(root .. '/ants/a1.png', rgba)
+    ddpm.io.save_png(root .. '/ants/a2.PNG', rgba)
+    ddpm.io.save_png(root .. '/bees/b.png', ddpm.full({ 16, 16, 3 }, 100, { dtype = ddpm.uint8 }))
+    ddpm.io.save_png(root .. '/cats/c.png', ddpm.full({ 20, 20 }, 0, { dtype = ddpm.uint8 }))
+    H.write(root .. '/cats/notes.txt', 'ignored')
+    local ds = ddpm.data.ImageFolder(root, { size = 16 })
+    assert.are.same({ 'ants', 'bees', 'cats' }, ds.classes)
+    assert.are.equal(2, ds.class_to_idx.cats)
+    assert.are.equal(4, ds:__len())
+    assert.are.same({ 4, 3, 16, 16 }, ds.images:shape())
+    assert.are.same({ { 1, 0, 0 }, { 1, 0, 0 }, { 0, 1, 0 }, { 0, 0, 1 } }, ds.labels:tolist())
+    local a = ds.images:select(0, 0)
+    assert.are.equal(1, a:select(1, 0):select(1, 0):select(0, 0):item()) -- white top
+    assert.is_true(math.abs(a:select(1, 15):select(1, 0):select(0, 0):item() - ((10 / 255 - 0.5) / 0.5)) < 1e-6)
+    assert.are.equal(-1, ds.images:select(0, 3):max():item())
+  end)
+
+  it('ImageFolder refuses empty roots, empty classes and mixed sizes without size', function()
+    local root = dir .. '/bad'
+    os.execute("mkdir -p '" .. root .. "'")
+    H.raises(function() ddpm.data.ImageFolder(root) end, 'no class sub-folders')
+    os.execute("mkdir -p '" .. root .. "/a' '" .. root .. "/b'")
+    ddpm.io.save_png(root .. '/a/x.png', ddpm.zeros(4, 4, 3, { dtype = ddpm.uint8 }))
+    H.raises(function() ddpm.data.ImageFolder(root) end, "class folder '" .. root .. "/b' holds no")
+    ddpm.io.save_png(root .. '/b/y.png', ddpm.zeros(5, 5, 3, { dtype = ddpm.uint8 }))
+    H.raises(function() ddpm.data.ImageFolder(root) end, 'y.png', 'pass {size=}')
+    assert.are.same({ 2, 3, 8, 8 }, ddpm.data.ImageFolder(root, { size = 8 }).images:shape())
+    H.write(root .. '/b/z.png', 'not a png')
+    H.raises(function() ddpm.data.ImageFolder(root, { size = 8 }) end, 'z.png', 'not a PNG file')
+    H.raises(function() ddpm.data.ImageFolder(dir .. '/missing') end, 'missing', 'cannot read directory')
+  end)
+end)
