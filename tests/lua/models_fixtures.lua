@@ -4,9 +4,18 @@ local ddpm = require 'ddpm'
 local ffi = require 'ffi'
 local bit = require 'bit'
 local cjson = require 'cjson'
-local st = require 'ddpm.models.st'
 
 local M = {}
+
+-- Workaround (core's lua/ddpm/ffi.lua should do this): at exit LuaJIT dlcloses libddpm, which
+-- unloads libgomp under its live worker threads and the process dies with SIGSEGV after the
+-- tests passed.  One extra dlopen with RTLD_NODELETE keeps the library mapped.
+do
+  pcall(ffi.cdef, 'void *dlopen(const char *file, int mode);')
+  local ok, cfg = pcall(require, 'ddpm.build_config')
+  local path = os.getenv('DDPM_LIB') or (ok and cfg.libpath)
+  if path then ffi.C.dlopen(path, 0x2 + 0x1000) end -- RTLD_NOW | RTLD_NODELETE
+end
 
 M.shared = os.getenv('DDPM_SHARED') or '/work/shared'
 M.fixtures = M.shared .. '/fixtures'
@@ -69,7 +78,7 @@ function M.hash_state_dicts(set)
   return build(idx.unet), build(idx.emb_net)
 end
 
-function M.load(path) return (st.load(path)) end
+function M.load(path) return (ddpm.load_safetensors(path)) end
 
 -- the tutorial's label net: Linear(5, 64) - GELU - Linear(64, 64)
 function M.label_net()
@@ -92,6 +101,88 @@ function M.maxdiff(a, e)
   local d = (a:double() - e:double()):abs():amax():item()
   local m = e:double():abs():amax():item()
   return d, m
+end
+
+
+-- parity(set, unet, emb_net): runs the fixture's forward/backward exactly as the reference did
+-- (both nets in eval mode, encoder_hidden_states = emb_net(labels):unsqueeze(1), loss = MSE)
+-- and returns {io=, out=, acts=, loss=, grads = {fixture key -> our gradient}}
+function M.parity(set, unet, emb_net)
+  local Fo = require 'ddpm.nn.fops'
+  local io_ = M.load(M.fixtures .. '/' .. set .. '/io.safetensors')
+  unet:eval()
+  emb_net:eval()
+  local names = {}
+  for k in pairs(io_) do
+    local n = k:match('^act%.(.*)$')
+    if n then names[#names + 1] = n end
+  end
+  table.sort(names)
+  local acts, remove = M.capture(unet, names)
+  local sample = io_.sample:clone():requires_grad_(true)
+  -- the label net's output goes in as a leaf so its gradient can be compared, then flows on
+  -- into the label net (the chain rule in two steps, as one backward would do it)
+  local ehs_graph = emb_net(io_.labels):unsqueeze(1)
+  local ehs = ehs_graph:detach():requires_grad_(true)
+  local out = unet(sample, io_.timesteps, ehs, { class_labels = io_.labels }).sample
+  remove()
+  local loss = Fo.mse_loss(out, io_.target)
+  loss:backward()
+  ehs_graph:backward(ehs.grad)
+  local grads = {}
+  for k in pairs(io_) do
+    local n = k:match('^grad%.(.*)$')
+    if n then
+      if n == 'sample' then grads[k] = sample.grad
+      elseif n == 'encoder_hidden_states' then grads[k] = ehs.grad
+      elseif n:match('^emb_net%.') then grads[k] = emb_net:get_parameter(n:sub(9)).grad
+      else grads[k] = unet:get_parameter(n).grad end
+    end
+  end
+  return { io = io_, out = out, acts = acts, act_names = names, loss = loss, grads = grads,
+    ehs = ehs_graph:detach() }
+end
+
+-- the standard checks of a parity result (busted asserts)
+function M.check_parity(r, unet)
+  local io_ = r.io
+  -- encoder_hidden_states from the label net
+  local d, m = M.maxdiff(r.ehs, io_.encoder_hidden_states)
+  assert(d <= 1e-6 * math.max(1, m), string.format('encoder_hidden_states: max |diff| %g', d))
+  -- the prediction: as close as the reference is to itself across thread counts (README)
+  d, m = M.maxdiff(r.out, io_.out)
+  assert(d <= 1e-6 * math.max(1, m), string.format('out: max |diff| %g (max |out| %g)', d, m))
+  for _, n in ipairs(r.act_names) do
+    local a = r.acts[n]
+    assert(a ~= nil, 'no activation recorded for ' .. n)
+    assert(table.concat(a:shape(), 'x') == table.concat(io_['act.' .. n]:shape(), 'x'), 'act shape ' .. n)
+    d, m = M.maxdiff(a, io_['act.' .. n])
+    assert(d <= 1.5e-6 * math.max(1, m), string.format('act.%s: max |diff| %g (max %g)', n, d, m))
+  end
+  local l, el = r.loss:item(), io_.loss:item()
+  assert(math.abs(l - el) <= 1e-6 * el, string.format('loss %.9g vs %.9g', l, el))
+  local n = 0
+  for k, g in pairs(r.grads) do
+    n = n + 1
+    local e = io_[k]
+    assert(g ~= nil, 'no gradient for ' .. k)
+    d, m = M.maxdiff(g, e)
+    if m == 0 then
+      assert(d == 0, k .. ' should be exactly zero, max |g| = ' .. d)
+    else
+      assert(d <= 4e-6 * m, string.format('%s: max |diff| %g > 4e-6 x max |value| %g', k, d, m))
+    end
+  end
+  assert(n >= 10, 'too few gradients compared: ' .. n)
+  -- a single key token: softmax is identically 1, so cross-attention's to_q/to_k get exactly 0
+  local nx = 0
+  for name, p in unet:named_parameters() do
+    if name:match('attn2%.to_[qk]%.weight$') then
+      nx = nx + 1
+      assert(p.grad == nil or p.grad:abs():amax():item() == 0, name .. ' has a nonzero gradient')
+    end
+  end
+  assert(nx > 0, 'no cross-attention found')
 end
 
 return M

@@ -3,7 +3,7 @@
 -- diffusers file layout (config.json + diffusion_pytorch_model.safetensors), and the config.
 local ffi = require 'ffi'
 local C = require 'ddpm.models.configuration'
-local st = require 'ddpm.models.st'
+local ddpm = require 'ddpm'
 local raise = require('ddpm.ffi').raise
 
 local M = {}
@@ -32,15 +32,6 @@ local function exists(path)
   return false
 end
 
-local function write_atomic(path, text)
-  local tmp = path .. '.tmp'
-  local f, err = io.open(tmp, 'wb')
-  if not f then raise('cannot write ' .. tmp .. ': ' .. tostring(err)) end
-  f:write(text)
-  f:close()
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then raise('cannot rename ' .. tmp .. ' to ' .. path .. ': ' .. tostring(rerr)) end
-end
 
 -- install(cls, schema): gives a model class config handling and the diffusers file layout.
 -- The class constructor must accept (config_table, {generator=, dtype=, device=}) and set
@@ -93,7 +84,7 @@ function M.install(cls, schema)
       raise(string.format('%s.from_pretrained: no %s in %s (only safetensors weights are supported)', name,
         M.WEIGHTS_NAME, dir))
     end
-    local sd = st.load(wpath)
+    local sd = ddpm.load_safetensors(wpath)
     model:load_state_dict(sd, { strict = true })
     model:eval()
     return model
@@ -104,8 +95,8 @@ function M.install(cls, schema)
   function cls:save_pretrained(dir)
     if type(dir) ~= 'string' then raise(name .. ':save_pretrained: expected a directory path, got ' .. type(dir)) end
     mkdirs(dir)
-    st.save(self:state_dict(), dir .. '/' .. M.WEIGHTS_NAME, { format = 'pt' })
-    write_atomic(dir .. '/' .. M.CONFIG_NAME, C.to_json_string(schema, self.config, name))
+    ddpm.save_safetensors(dir .. '/' .. M.WEIGHTS_NAME, self:state_dict(), { format = 'pt' })
+    ddpm.io.write_file_atomic(dir .. '/' .. M.CONFIG_NAME, C.to_json_string(schema, self.config, name))
   end
 
   -- the config as diffusers would write it (a JSON string)

@@ -381,7 +381,7 @@ function M.get_down_block(t, a)
   elseif t == 'AttnDownBlock2D' then
     base.attention_head_dim = hd
     -- false: no downsampler (nil would fall back to the default 'conv')
-    base.downsample_type = (a.add_downsample == false) and false or (a.downsample_type or 'conv')
+    if a.add_downsample == false then base.downsample_type = false else base.downsample_type = a.downsample_type or 'conv' end
     return AttnDownBlock2D(base)
   elseif t == 'CrossAttnDownBlock2D' then
     if a.cross_attention_dim == nil then raise('cross_attention_dim must be specified for CrossAttnDownBlock2D') end
@@ -430,7 +430,7 @@ function M.get_up_block(t, a)
     return UpBlock2D(base)
   elseif t == 'AttnUpBlock2D' then
     base.attention_head_dim = hd
-    base.upsample_type = (a.add_upsample == false) and false or (a.upsample_type or 'conv')
+    if a.add_upsample == false then base.upsample_type = false else base.upsample_type = a.upsample_type or 'conv' end
     return AttnUpBlock2D(base)
   elseif t == 'CrossAttnUpBlock2D' then
     if a.cross_attention_dim == nil then raise('cross_attention_dim must be specified for CrossAttnUpBlock2D') end
