@@ -51,14 +51,6 @@ function UNet2DModel:__init(config, opts)
   rawset(self, 'config', c)
   local boc = c.block_out_channels
   local n = #c.down_block_types
-  if #c.up_block_types ~= n then
-    raise(string.format('UNet2DModel: must provide the same number of down_block_types (%d) and up_block_types (%d)', n,
-      #c.up_block_types))
-  end
-  if #boc ~= n then
-    raise(string.format('UNet2DModel: must provide the same number of block_out_channels (%d) as down_block_types (%d)',
-      #boc, n))
-  end
   for _, t in ipairs(c.down_block_types) do
     local ok = false
     for _, v in ipairs(B.down_block_types) do if v == t then ok = true end end
@@ -70,6 +62,14 @@ function UNet2DModel:__init(config, opts)
     if t ~= 'UpBlock2D' and t ~= 'AttnUpBlock2D' then
       raise(string.format("UNet2DModel: unknown up block type '%s' (valid: UpBlock2D, AttnUpBlock2D)", tostring(t)))
     end
+  end
+  if #c.up_block_types ~= n then
+    raise(string.format('UNet2DModel: must provide the same number of down_block_types (%d) and up_block_types (%d)', n,
+      #c.up_block_types))
+  end
+  if #boc ~= n then
+    raise(string.format('UNet2DModel: must provide the same number of block_out_channels (%d) as down_block_types (%d)',
+      #boc, n))
   end
   self.sample_size = c.sample_size
   local time_embed_dim = boc[1] * 4

@@ -86,6 +86,17 @@ end
 
 local function check_config(c, owner)
   local nd = #c.down_block_types
+  local function known(list, valid, what)
+    for _, t in ipairs(list) do
+      local ok = false
+      for _, v in ipairs(valid) do if t == v then ok = true end end
+      if not ok then
+        raise(string.format("%s: unknown %s '%s' (valid: %s)", owner, what, tostring(t), table.concat(valid, ', ')))
+      end
+    end
+  end
+  known(c.down_block_types, B.down_block_types, 'down block type')
+  known(c.up_block_types, B.up_block_types, 'up block type')
   local function same_len(key, v)
     if type(v) == 'table' and #v ~= nd then
       raise(string.format('%s: must provide the same number of %s as down_block_types (%d), got %d', owner, key, nd, #v))
@@ -108,17 +119,6 @@ local function check_config(c, owner)
       if type(v) == 'table' then raise(owner .. ": must provide 'reverse_transformer_layers_per_block' if using asymmetrical UNet") end
     end
   end
-  local function known(list, valid, what)
-    for _, t in ipairs(list) do
-      local ok = false
-      for _, v in ipairs(valid) do if t == v then ok = true end end
-      if not ok then
-        raise(string.format("%s: unknown %s '%s' (valid: %s)", owner, what, tostring(t), table.concat(valid, ', ')))
-      end
-    end
-  end
-  known(c.down_block_types, B.down_block_types, 'down block type')
-  known(c.up_block_types, B.up_block_types, 'up block type')
   if c.norm_num_groups ~= nil then
     for _, ch in ipairs(c.block_out_channels) do
       if ch % c.norm_num_groups ~= 0 then
