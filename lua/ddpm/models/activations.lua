@@ -2,7 +2,7 @@
 -- (proj to 2x, value * gelu(gate)) and ApproximateGELU (x * sigmoid(1.702 x)).
 local class = require 'ddpm.class'
 local nn = require 'ddpm.nn'
-local Fo = require 'ddpm.nn.fops'
+local F = require 'ddpm.nn.functional'
 local U = require 'ddpm.models.util'
 
 local M = {}
@@ -15,7 +15,7 @@ function GELU:__init(dim_in, dim_out, opts)
   self.proj = nn.Linear(dim_in, dim_out, a.bias, U.fo(a))
   self.approximate = a.approximate
 end
-function GELU:forward(x) return Fo.gelu(self.proj(x), { approximate = self.approximate }) end
+function GELU:forward(x) return F.gelu(self.proj(x), { approximate = self.approximate }) end
 M.GELU = GELU
 
 -- GEGLU(dim_in, dim_out, {bias=true})
@@ -27,7 +27,7 @@ function GEGLU:__init(dim_in, dim_out, opts)
 end
 function GEGLU:forward(x)
   local hg = self.proj(x):chunk(2, -1)
-  return hg[1] * Fo.gelu(hg[2])
+  return hg[1] * F.gelu(hg[2])
 end
 M.GEGLU = GEGLU
 
