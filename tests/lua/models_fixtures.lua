@@ -7,16 +7,6 @@ local cjson = require 'cjson'
 
 local M = {}
 
--- Workaround (core's lua/ddpm/ffi.lua should do this): at exit LuaJIT dlcloses libddpm, which
--- unloads libgomp under its live worker threads and the process dies with SIGSEGV after the
--- tests passed.  One extra dlopen with RTLD_NODELETE keeps the library mapped.
-do
-  pcall(ffi.cdef, 'void *dlopen(const char *file, int mode);')
-  local ok, cfg = pcall(require, 'ddpm.build_config')
-  local path = os.getenv('DDPM_LIB') or (ok and cfg.libpath)
-  if path then ffi.C.dlopen(path, 0x2 + 0x1000) end -- RTLD_NOW | RTLD_NODELETE
-end
-
 M.shared = os.getenv('DDPM_SHARED') or '/work/shared'
 M.fixtures = M.shared .. '/fixtures'
 
