@@ -244,6 +244,30 @@ int ddpm_total_norm(ddpm_tensor **out, int n, ddpm_tensor *const *tensors, doubl
 int ddpm_foreach_mul_scalar_(int n, ddpm_tensor *const *tensors, double s);
 
 /* ---- formats: safetensors, npy, png --------------------------------------------------------------- */
+typedef struct ddpm_safetensors ddpm_safetensors;
+/* Open and validate a safetensors file (memory-mapped; tensors cut from it share the mapping,
+ * copy-on-write, which is unmapped when the handle and the last such tensor are gone). */
+int ddpm_safetensors_open(ddpm_safetensors **out, const char *path);
+void ddpm_safetensors_close(ddpm_safetensors *f);
+int64_t ddpm_safetensors_count(const ddpm_safetensors *f);
+const char *ddpm_safetensors_name(const ddpm_safetensors *f, int64_t i);      /* sorted by name */
+int64_t ddpm_safetensors_find(const ddpm_safetensors *f, const char *name);   /* -1 if absent */
+const char *ddpm_safetensors_dtype_name(const ddpm_safetensors *f, int64_t i); /* "F32", ... */
+int ddpm_safetensors_shape(const ddpm_safetensors *f, int64_t i, int64_t *shape); /* returns ndim */
+int ddpm_safetensors_get(ddpm_tensor **out, ddpm_safetensors *f, int64_t i);
+int ddpm_safetensors_get_by_name(ddpm_tensor **out, ddpm_safetensors *f, const char *name);
+int64_t ddpm_safetensors_metadata_count(const ddpm_safetensors *f);
+const char *ddpm_safetensors_metadata_key(const ddpm_safetensors *f, int64_t i);   /* sorted */
+const char *ddpm_safetensors_metadata_value(const ddpm_safetensors *f, int64_t i);
+int64_t ddpm_safetensors_metadata_value_len(const ddpm_safetensors *f, int64_t i);
+/* Write tensors (any layout/device) and string metadata atomically (temp file, fsync, rename). */
+int ddpm_safetensors_save(const char *path, int64_t n, const char *const *names, ddpm_tensor *const *tensors,
+                          int64_t nmeta, const char *const *meta_keys, const char *const *meta_values);
+/* NumPy .npy: versions 1-3, little-endian, C order (memory-mapped); written exactly as numpy does. */
+int ddpm_npy_load(ddpm_tensor **out, const char *path);
+int ddpm_npy_save(const char *path, ddpm_tensor *t);
+/* Replace path with the bytes atomically (temp file in the same directory, fsync, rename). */
+int ddpm_write_file_atomic(const char *path, const void *data, int64_t nbytes);
 
 /* ---- data ------------------------------------------------------------------------------------------- */
 
