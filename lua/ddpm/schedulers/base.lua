@@ -30,6 +30,48 @@ end
 M.f32 = f32
 function M.sqrt32(x) return f32(math.sqrt(x)) end
 
+-- fma(a, b, c) rounded once to float32, for float32 a, b, c with a*b exact in double (b a small
+-- integer here).  a*b + c is rounded to double first; that can only differ from a single rounding
+-- when it lands exactly on a midpoint between two floats, which TwoSum's error term settles.
+local function fma32(a, b, c)
+  local p = a * b
+  local s = p + c
+  local bb = s - p
+  local err = (p - (s - bb)) + (c - bb)
+  local f = f32(s)
+  if err ~= 0 and f ~= s then
+    local other = 2 * s - f
+    if f32(other) == other and (other + f) / 2 == s then
+      if (err > 0) == (other > f) then f = other end
+    end
+  end
+  return f
+end
+M.fma32 = fma32
+
+-- torch.linspace(start, end, n, dtype=float32) exactly as PyTorch 1.13's AVX2 CPU kernel fills it
+-- (the reference fixtures were made there): vectors of 8 from a base start + step*idx (a
+-- contracted fma; from the end backwards past the halfway point), lanes base + k*step, two vectors
+-- per loop trip, and the remainder one by one.  A one-off O(n) loop when a scheduler is built.
+function M.torch_linspace32(start, stop, n)
+  local d = require 'ddpm'
+  if n == 1 then return d.tensor({ f32(start) }) end
+  start, stop = f32(start), f32(stop)
+  local step = f32((stop - start) / (n - 1))
+  local half = math.floor(n / 2)
+  local V = 8
+  local vec_end = n - n % (2 * V)
+  local r = {}
+  for i = 0, n - 1 do
+    local base_at = i < vec_end and i - i % V or i
+    local base
+    if base_at < half then base = fma32(step, base_at, start) else base = fma32(-step, n - base_at - 1, stop) end
+    local k = i - base_at
+    r[i + 1] = k == 0 and base or f32(base + f32(k * step))
+  end
+  return d.tensor(r)
+end
+
 -- numpy's round(): half to even
 local function rint(x)
   local r = math.floor(x)
@@ -282,7 +324,7 @@ local function cumprod32(t)
   local acc, out = 1.0, {}
   for i = 1, #v do
     acc = acc * v[i]
-    out[i] = acc
+    out[i] = f32(acc)
   end
   return ddpm().tensor(out), out
 end
@@ -316,15 +358,15 @@ function M.make_betas(cls, cfg)
       raise(string.format('%s: trained_betas has %d values but num_train_timesteps is %d', cls.name, betas:numel(), n))
     end
   elseif cfg.beta_schedule == 'linear' then
-    betas = d.linspace(cfg.beta_start, cfg.beta_end, n)
+    betas = M.torch_linspace32(cfg.beta_start, cfg.beta_end, n)
   elseif cfg.beta_schedule == 'scaled_linear' then
     -- latent-diffusion's schedule: linear in sqrt(beta)
-    betas = d.linspace(cfg.beta_start ^ 0.5, cfg.beta_end ^ 0.5, n) ^ 2
+    betas = M.torch_linspace32(cfg.beta_start ^ 0.5, cfg.beta_end ^ 0.5, n) ^ 2
   elseif cfg.beta_schedule == 'squaredcos_cap_v2' then
     betas = betas_for_alpha_bar(n)
   elseif cfg.beta_schedule == 'sigmoid' then
     -- GeoDiff's sigmoid schedule
-    betas = d.linspace(-6, 6, n):sigmoid() * (cfg.beta_end - cfg.beta_start) + cfg.beta_start
+    betas = M.torch_linspace32(-6, 6, n):sigmoid() * (cfg.beta_end - cfg.beta_start) + cfg.beta_start
   else
     raise(string.format("%s: unknown beta_schedule '%s'", cls.name, tostring(cfg.beta_schedule)))
   end
@@ -351,7 +393,18 @@ function M.spaced_timesteps(cfg, n)
     raise(string.format("unknown timestep_spacing '%s'; expected one of 'linspace', 'leading', 'trailing'",
       tostring(cfg.timestep_spacing)))
   end
+  M.check_timesteps_range(cfg, r)
   return r
+end
+
+function M.check_timesteps_range(cfg, list)
+  local T = cfg.num_train_timesteps
+  for _, t in ipairs(list) do
+    if t < 0 or t >= T then
+      raise(string.format('set_timesteps: timestep %d is outside [0, %d) (timestep_spacing %s, steps_offset %d); '
+        .. 'lower steps_offset or change timestep_spacing', t, T, tostring(cfg.timestep_spacing), cfg.steps_offset or 0))
+    end
+  end
 end
 
 -- A timestep argument (number, or a tensor of one element) as an integer Lua number.
