@@ -51,10 +51,8 @@ function DPM:init()
   -- diffusers maps these onto the supported types
   if c.algorithm_type == 'deis' then c.algorithm_type = 'dpmsolver++' end
   if c.solver_type == 'logrho' or c.solver_type == 'bh1' or c.solver_type == 'bh2' then c.solver_type = 'midpoint' end
-  if c.variance_type ~= nil and c.variance_type ~= 'learned' and c.variance_type ~= 'learned_range' then
-    raise(string.format("DPMSolverMultistepScheduler: unknown variance_type '%s'; expected nil, 'learned' or 'learned_range'",
-      tostring(c.variance_type)))
-  end
+  -- variance_type only matters when 'learned'/'learned_range' (the model's extra channels are
+  -- dropped); other values, e.g. a DDPM config's 'fixed_small', are kept and ignored as diffusers does
   if c.solver_order < 1 or c.solver_order > 3 then
     raise('DPMSolverMultistepScheduler: solver_order must be 1, 2 or 3, got ' .. c.solver_order)
   end
@@ -316,7 +314,8 @@ function DPM:step(model_output, timestep, sample, opts)
   if self.num_inference_steps == nil then
     raise(name .. ".step: number of inference steps is not set; call set_timesteps(n) before step()")
   end
-  B.check_step_args(name, model_output, sample, self.config.variance_type ~= nil)
+  B.check_step_args(name, model_output, sample,
+    self.config.variance_type == 'learned' or self.config.variance_type == 'learned_range')
   local t = B.timestep_number(name, timestep)
   local n = #self._tlist
   if self._step_index == nil then
