@@ -65,7 +65,10 @@ function utils.clip_grad_norm_(parameters, max_norm, opts)
       .. 'clipped. To disable this error and scale the gradients by the non-finite norm anyway, set '
       .. 'error_if_nonfinite=false', op, tostring(p)))
   end
-  local coef = f32(f32(max_norm) / f32(tv + f32(1e-6)))
+  -- the coefficient is a tensor op in the gradients' dtype in PyTorch
+  local coef
+  if gs[1].dtype == ddpm.float32 then coef = f32(f32(max_norm) / f32(tv + f32(1e-6)))
+  else coef = max_norm / (tv + 1e-6) end
   if coef > 1.0 then coef = 1.0 end
   -- PyTorch multiplies even by 1.0; that is exact, so it is skipped here
   if coef ~= 1.0 then
