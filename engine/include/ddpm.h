@@ -215,6 +215,45 @@ int ddpm_index_select(ddpm_tensor **out, ddpm_tensor *x, int dim, ddpm_tensor *i
 int ddpm_index_add_(ddpm_tensor *x, int dim, ddpm_tensor *index, ddpm_tensor *src);
 
 /* ---- nn: convolution, normalisation, activations, attention, resampling, losses --------------- */
+enum ddpm_reduction { DDPM_REDUCTION_NONE = 0, DDPM_REDUCTION_MEAN = 1, DDPM_REDUCTION_SUM = 2 };
+enum ddpm_pad_mode { DDPM_PAD_CONSTANT = 0, DDPM_PAD_REFLECT = 1, DDPM_PAD_REPLICATE = 2, DDPM_PAD_CIRCULAR = 3 };
+/* DDPM_INTERP_LINEAR is linear, bilinear or trilinear by the number of resized dims */
+enum ddpm_interp_mode { DDPM_INTERP_NEAREST = 0, DDPM_INTERP_NEAREST_EXACT = 1, DDPM_INTERP_LINEAR = 2 };
+/* x [N, C, H, W], weight [O, C/groups, kh, kw], bias [O] or NULL; stride, padding, dilation hold
+ * (height, width) */
+int ddpm_conv2d(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *weight, ddpm_tensor *bias, const int64_t *stride,
+                const int64_t *padding, const int64_t *dilation, int64_t groups);
+/* x [N, C, *]; weight, bias [C] or NULL.  group_norm_silu = silu(group_norm(...)) in one pass */
+int ddpm_group_norm(ddpm_tensor **out, ddpm_tensor *x, int64_t num_groups, ddpm_tensor *weight, ddpm_tensor *bias,
+                    double eps);
+int ddpm_group_norm_silu(ddpm_tensor **out, ddpm_tensor *x, int64_t num_groups, ddpm_tensor *weight,
+                         ddpm_tensor *bias, double eps);
+/* normalises over the trailing nnorm dims, which must equal normalized_shape; weight, bias of that shape or NULL */
+int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t *normalized_shape,
+                    ddpm_tensor *weight, ddpm_tensor *bias, double eps);
+int ddpm_softmax(ddpm_tensor **out, ddpm_tensor *x, int dim);
+int ddpm_log_softmax(ddpm_tensor **out, ddpm_tensor *x, int dim);
+/* q [..., Lq, E], k [..., Lk, E], v [..., Lk, Ev] with the same leading dims (3-D or 4-D);
+ * attn_mask NULL, bool (true = take part) or float (added), broadcastable to [..., Lq, Lk];
+ * scale NaN = 1/sqrt(E); g NULL = the default generator (used only when dropout_p > 0) */
+int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_tensor *k, ddpm_tensor *v,
+                                      ddpm_tensor *attn_mask, double dropout_p, int is_causal, double scale,
+                                      ddpm_generator *g);
+/* resize the trailing nsize dims of x [N, C, ...] to size; scale_factor (NULL or nsize values, 0 =
+ * unset) is what PyTorch uses for the source index when the caller gave scale factors */
+int ddpm_interpolate(ddpm_tensor **out, ddpm_tensor *x, int nsize, const int64_t *size, const double *scale_factor,
+                     int mode, int align_corners);
+/* pad holds (left, right) pairs from the last dim backwards, as torch.nn.functional.pad */
+int ddpm_pad(ddpm_tensor **out, ddpm_tensor *x, int npad, const int64_t *pad, int mode, double value);
+int ddpm_dropout(ddpm_tensor **out, ddpm_tensor *x, double p, int training, ddpm_generator *g);
+int ddpm_mse_loss(ddpm_tensor **out, ddpm_tensor *input, ddpm_tensor *target, int reduction);
+int ddpm_l1_loss(ddpm_tensor **out, ddpm_tensor *input, ddpm_tensor *target, int reduction);
+int ddpm_smooth_l1_loss(ddpm_tensor **out, ddpm_tensor *input, ddpm_tensor *target, int reduction, double beta);
+/* input [N, C] or [N, C, d...] (log-probabilities), target int64 [N] or [N, d...]; weight [C] or NULL */
+int ddpm_nll_loss(ddpm_tensor **out, ddpm_tensor *input, ddpm_tensor *target, ddpm_tensor *weight,
+                  int64_t ignore_index, int reduction);
+/* int64 [..., num_classes]; num_classes < 0: max(index) + 1 */
+int ddpm_one_hot(ddpm_tensor **out, ddpm_tensor *index, int64_t num_classes);
 
 /* ---- optimizers ----------------------------------------------------------------------------------- */
 /* Fused in-place updates, one call over n parameters (an optimizer's param group).  The arrays
