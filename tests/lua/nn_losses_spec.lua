@@ -152,6 +152,8 @@ describe('F.nll_loss and F.cross_entropy', function()
           naive_ce(logits, tg2, weight, -100, ls, red), { rtol = 1e-5, atol = 1e-6 })
       end
     end
+    testing.assert_close(F.cross_entropy(logits, target, weight), naive_ce(logits, target, weight, -100, 0, 'mean'),
+      { rtol = 1e-5, atol = 1e-6 })
     testing.assert_close(F.cross_entropy(logits, target, { ignore_index = 3 }), naive_ce(logits, target, nil, 3, 0, 'mean'),
       { rtol = 1e-5, atol = 1e-6 })
     testing.assert_close(F.nll_loss(F.log_softmax(logits, 1), target), naive_ce(logits, target, nil, -100, 0, 'mean'),

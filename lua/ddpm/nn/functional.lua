@@ -5,8 +5,9 @@
 local ddpm = require 'ddpm'
 local T = require 'ddpm.tensor'
 local D = require 'ddpm.dtype'
-local ffi = require 'ffi'
-local raise = require('ddpm.ffi').raise
+local FFI = require 'ddpm.ffi'
+local ffi = FFI.ffi
+local raise = FFI.raise
 local C = ddpm.C
 local call1, call2, call3, call4, call5, call6 = T.call1, T.call2, T.call3, T.call4, T.call5, T.call6
 local need_tensor, is_tensor = T.need_tensor, T.is_tensor
@@ -14,8 +15,10 @@ local methods = T.methods
 local F = {}
 
 local NAN = 0 / 0
+-- argument buffers, one per role so nested calls (conv2d's 'same' padding calls F.pad) never clash
 local i64a, i64b, i64c = ffi.new('int64_t[16]'), ffi.new('int64_t[8]'), ffi.new('int64_t[8]')
-local FFI = require 'ddpm.ffi'
+local padbuf = ffi.new('int64_t[16]')
+local dbl3 = ffi.new('double[3]')
 local outp = FFI.outp
 
 -- call a C entry point with more arguments than T.call1..call6 take
@@ -24,8 +27,6 @@ local function calln(fn, ...)
   if st ~= 0 then FFI.retry(st, fn, outp, ...) end
   return T.wrap(outp[0])
 end
-local dbl3 = ffi.new('double[3]')
-local padbuf = ffi.new('int64_t[16]')
 
 -- a 0-d tensor like t (comparisons against it need no scalar conversion)
 local function scalar(v, t) return ddpm.full({}, v, { dtype = t.dtype, device = t.device }) end
@@ -293,10 +294,17 @@ function F.huber_loss(x, t, opts)
   return l * delta
 end
 
--- nll_loss(input, target, {weight=nil, ignore_index=-100, reduction='mean'})
+-- a class-weight tensor where PyTorch's positional weight argument sits becomes {weight=...}
+local function weight_opts(opts)
+  if is_tensor(opts) then return { weight = opts } end
+  return opts
+end
+
+-- nll_loss(input, target, {weight=nil, ignore_index=-100, reduction='mean'}) (or nll_loss(input, target, weight))
 function F.nll_loss(x, target, opts)
   need_tensor(x, 'input', 'nll_loss')
   need_tensor(target, 'target', 'nll_loss')
+  opts = weight_opts(opts)
   local o = type(opts) == 'table' and opts or {}
   return call5(C.ddpm_nll_loss, x, target, optional_tensor(o.weight, 'weight', 'nll_loss'), o.ignore_index or -100,
     reduction_of(opts, 'nll_loss'))
@@ -310,6 +318,7 @@ function F.cross_entropy(x, target, opts)
   local op = 'cross_entropy'
   need_tensor(x, 'input', op)
   need_tensor(target, 'target', op)
+  opts = weight_opts(opts)
   local o = type(opts) == 'table' and opts or {}
   local red = reduction_of(opts, op)
   local ls = o.label_smoothing or 0
