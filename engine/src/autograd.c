@@ -411,6 +411,24 @@ int ddpm_backward(ddpm_tensor *root, ddpm_tensor *grad, int retain_graph) {
   return st;
 }
 
+int ddpm_autograd_backward(int n, ddpm_tensor *const *roots, ddpm_tensor *const *grads, int retain_graph) {
+  if (n <= 0 || !roots) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "autograd.backward: expected at least one tensor");
+  ddpm_tensor **seeds = calloc((size_t)n, sizeof *seeds);
+  if (!seeds) return DDPM_FAIL(DDPM_ERR_OOM, "autograd.backward: out of memory");
+  int st = DDPM_OK;
+  for (int r = 0; r < n && !st; r++) {
+    if (!roots[r]) st = DDPM_FAIL(DDPM_ERR_ARGUMENT, "autograd.backward: tensor %d is nil", r + 1);
+    else if (!roots[r]->requires_grad)
+      st = DDPM_FAIL(DDPM_ERR_AUTOGRAD, "autograd.backward: tensor %d (%s) does not require grad and has no grad_fn",
+                     r + 1, ddpm_fmt_tensor(roots[r]));
+    else st = default_root_grad(roots[r], grads ? grads[r] : NULL, &seeds[r], "autograd.backward");
+  }
+  if (!st) st = run_engine(n, roots, seeds, retain_graph, 0, NULL, NULL);
+  for (int r = 0; r < n; r++) ddpm_tensor_release(seeds[r]);
+  free(seeds);
+  return st;
+}
+
 int ddpm_autograd_grad(int noutputs, ddpm_tensor *const *outputs, ddpm_tensor *const *grad_outputs,
                        int ninputs, ddpm_tensor *const *inputs, ddpm_tensor **grads, int retain_graph,
                        int allow_unused) {

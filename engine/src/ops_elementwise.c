@@ -75,7 +75,7 @@ int ddpm_unary_op(ddpm_tensor **out, int op, ddpm_tensor *x, double p0) {
       case DDPM_OP_RELU:
         st = ddpm_ag_save(n, o);
         break;
-      case DDPM_OP_NEG: break;
+      case DDPM_OP_NEG: case DDPM_OP_SIGN: case DDPM_OP_FLOOR: case DDPM_OP_CEIL: case DDPM_OP_ROUND: break;
       default: st = ddpm_ag_save(n, src);
       }
       if (st) ddpm_node_release(n);
@@ -155,6 +155,14 @@ ACT_BW(RELU)
 ACT_BW(SILU)
 ACT_BW(GELU)
 int bw_NEG(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return ddpm_neg(&gin[0], g); }
+/* step functions: zero gradient almost everywhere, as PyTorch defines it */
+static int zero_grad_like(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
+  return ddpm_full(&gin[0], g->ndim, g->shape, 0.0, g->dtype, g->device);
+}
+int bw_SIGN(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return zero_grad_like(n, g, gin); }
+int bw_FLOOR(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return zero_grad_like(n, g, gin); }
+int bw_CEIL(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return zero_grad_like(n, g, gin); }
+int bw_ROUND(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return zero_grad_like(n, g, gin); }
 int bw_EXP(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
   return ddpm_binary_op(&gin[0], DDPM_OP_MUL, g, n->saved[0]);
 }

@@ -233,8 +233,25 @@ local fn_names = { 'add', 'sub', 'mul', 'div', 'pow', 'neg', 'abs', 'sign', 'exp
   'tanh', 'sigmoid', 'relu', 'floor', 'ceil', 'round', 'clamp', 'clip', 'maximum', 'minimum', 'eq', 'ne', 'lt', 'le', 'gt',
   'ge', 'sum', 'mean', 'var', 'std', 'amax', 'amin', 'max', 'min', 'argmax', 'argmin', 'matmul', 'mm', 'bmm', 'reshape',
   'permute', 'transpose', 'flatten', 'unsqueeze', 'squeeze', 'narrow', 'select', 'chunk', 'split', 'unbind', 'square',
-  'norm', 'allclose', 'index_select', 'equal', 'reciprocal', 'log1p', 'expm1', 'clone', 'detach', 'numel', 't', 'swapaxes', 'unflatten' }
-for _, n in ipairs(fn_names) do ddpm[n] = methods[n] end
+  'norm', 'allclose', 'index_select', 'equal', 'reciprocal', 'log1p', 'expm1', 'clone', 'detach', 'numel', 't', 'swapaxes', 'unflatten', 'flip', 'masked_fill', 'logical_not',
+  'logical_and', 'logical_or', 'logical_xor', 'isnan', 'isinf', 'isfinite', 'std', 'expand', 'view', 'contiguous' }
+-- torch.add(2, x) may take a number first; every other function needs a tensor first, and says
+-- so by name rather than failing inside the FFI
+local number_first = { add = true, sub = true, mul = true, div = true, pow = true, maximum = true, minimum = true,
+  eq = true, ne = true, lt = true, le = true, gt = true, ge = true }
+for _, n in ipairs(fn_names) do
+  local f = methods[n]
+  if number_first[n] then
+    ddpm[n] = f
+  else
+    ddpm[n] = function(x, ...)
+      if not is_tensor(x) then
+        raise(string.format('%s: input must be a tensor, got %s', n, x == nil and 'nil' or type(x)))
+      end
+      return f(x, ...)
+    end
+  end
+end
 
 local list_buf_t = ffi.typeof('ddpm_tensor*[?]')
 local function tensor_list(op, list)
