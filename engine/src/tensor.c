@@ -344,10 +344,12 @@ int ddpm_linspace(ddpm_tensor **out, double start, double end, int64_t steps, in
   double stepv = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
   int64_t half = steps / 2;
   for (int64_t i = 0; i < steps; i++) v[i] = i < half ? start + stepv * (double)i : end - stepv * (double)(steps - i - 1);
+  if (steps == 1) v[0] = start; /* torch.linspace(a, b, 1) is [a] */
   int st;
   if (dtype == DDPM_FLOAT32) { /* compute in float as torch does for float32 */
     float fs = (float)start, fe = (float)end, fst = steps > 1 ? (fe - fs) / (float)(steps - 1) : 0;
     for (int64_t i = 0; i < steps; i++) v[i] = i < half ? fs + fst * (float)i : fe - fst * (float)(steps - i - 1);
+    if (steps == 1) v[0] = fs;
   }
   st = from_host_doubles(out, v, steps, 1, &steps, dtype, device);
   free(v);

@@ -255,6 +255,7 @@ end
 
 local list_buf_t = ffi.typeof('ddpm_tensor*[?]')
 local function tensor_list(op, list)
+  if is_tensor(list) then raise(op .. ': expected a table of tensors, got a tensor (write ' .. op .. '({a, b}))') end
   if type(list) ~= 'table' then raise(op .. ': expected a table of tensors, got ' .. type(list)) end
   local n = #list
   local arr = list_buf_t(math.max(n, 1))
@@ -285,8 +286,8 @@ end
 -- ---- grad mode ------------------------------------------------------------------------------------------------------
 -- LuaJIT has no table.pack: collect results with a closure instead
 local function pack(...) return { n = select('#', ...), ... } end
-local function with_grad_mode(mode, fn, ...)
-  if type(fn) ~= 'function' then raise('expected a function to run, got ' .. type(fn)) end
+local function with_grad_mode(name, mode, fn, ...)
+  if type(fn) ~= 'function' then raise(name .. ': expected a function to run, got ' .. type(fn)) end
   local prev = C.ddpm_grad_enabled()
   C.ddpm_set_grad_enabled(mode)
   local res = pack(pcall(fn, ...))
@@ -294,8 +295,8 @@ local function with_grad_mode(mode, fn, ...)
   if not res[1] then error(res[2], 0) end
   return unpack(res, 2, res.n)
 end
-function ddpm.no_grad(fn, ...) return with_grad_mode(0, fn, ...) end
-function ddpm.enable_grad(fn, ...) return with_grad_mode(1, fn, ...) end
+function ddpm.no_grad(fn, ...) return with_grad_mode('no_grad', 0, fn, ...) end
+function ddpm.enable_grad(fn, ...) return with_grad_mode('enable_grad', 1, fn, ...) end
 function ddpm.is_grad_enabled() return C.ddpm_grad_enabled() ~= 0 end
 function ddpm.set_grad_enabled(on) C.ddpm_set_grad_enabled(on and 1 or 0) end
 ddpm.inference_mode = ddpm.no_grad

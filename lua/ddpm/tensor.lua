@@ -12,24 +12,29 @@ local methods = {}
 M.methods = methods
 
 -- ---- wrapping handles and native-memory pressure -------------------------------------------
--- The Lua GC cannot see native memory; every few dozen new tensors we compare the bytes the
--- engine holds with a threshold and run a full collection when it has grown a lot.
+-- The Lua GC cannot see native memory, and a dead temporary keeps its buffer until a collection
+-- runs its finalizer.  Left alone, a loop of tensor ops walks through hundreds of MB of fresh
+-- pages (a page fault per 4 KB, and cold caches) before the GC wakes up.  So every new tensor
+-- checks the bytes the engine holds, and a full collection runs once they exceed what was live
+-- after the previous one by a budget (half of that, at least GC_BUDGET_MIN); malloc then hands
+-- the freed buffers out again while they are still mapped and warm.
 local release = C.ddpm_tensor_release
-local wraps, threshold = 0, 256 * 2 ^ 20
+local memory_allocated = C.ddpm_memory_allocated
+local GC_BUDGET_MIN = 48 * 2 ^ 20
+local next_gc = GC_BUDGET_MIN
 local cuda_devices = 0
 function M.set_cuda_devices(n) cuda_devices = n end
+function M.set_gc_budget(bytes) GC_BUDGET_MIN = bytes end
 local function live_bytes()
-  local b = tonumber(C.ddpm_memory_allocated(0))
-  for d = 1, cuda_devices do b = b + tonumber(C.ddpm_memory_allocated(d)) end
+  local b = tonumber(memory_allocated(0))
+  for d = 1, cuda_devices do b = b + tonumber(memory_allocated(d)) end
   return b
 end
 local function pressure()
-  local live = live_bytes()
-  if live > threshold then
-    collectgarbage('collect')
-    local after = live_bytes()
-    threshold = math.max(2 * after, after + 256 * 2 ^ 20)
-  end
+  if live_bytes() <= next_gc then return end
+  collectgarbage('collect')
+  local after = live_bytes()
+  next_gc = after + math.max(GC_BUDGET_MIN, after * 0.5)
 end
 -- Tensors are `ddpm_tensor &` cdata, not pointers: LuaJIT's JIT (releases before 2023, e.g.
 -- Debian 12's) compiles `pointer + number` and `pointer - number` as pointer arithmetic even
@@ -40,11 +45,7 @@ local tensor_ref = ffi.typeof('ddpm_tensor &')
 local tensor_ptr = ffi.typeof('ddpm_tensor *')
 local cast, gc = ffi.cast, ffi.gc
 local function wrap(p)
-  wraps = wraps + 1
-  if wraps >= 64 then
-    wraps = 0
-    pressure()
-  end
+  pressure()
   return gc(cast(tensor_ref, p), release)
 end
 M.wrap = wrap
@@ -133,6 +134,8 @@ M.sizes_from = sizes_from
 -- Split (sizes..., opts) where opts is a trailing table with named keys.
 local function split_opts(...)
   local n = select('#', ...)
+  while n > 0 and select(n, ...) == nil do n = n - 1 end -- f(2, 3, nil) is f(2, 3)
+  if n == 0 then return nil, 0 end
   local last = select(n, ...)
   if n >= 1 and type(last) == 'table' and last[1] == nil and next(last) ~= nil then
     return last, n - 1
@@ -439,6 +442,7 @@ end
 -- chunk/split return Lua arrays of views, as PyTorch returns tuples
 function methods.chunk(t, chunks, d)
   need_number(chunks, 'chunks', 'chunk')
+  if chunks ~= math.floor(chunks) then raise('chunk: chunks must be an integer, got ' .. chunks) end
   if chunks < 1 then raise('chunk: chunks must be at least 1') end
   d = norm_dim(t, d or 0, 'chunk')
   local n = methods.size(t, d)
