@@ -495,8 +495,39 @@ static void test_inplace(void) {
   ddpm_tensor_release(m);
 }
 
+/* shapes big enough for the threaded iteration: one long row split across threads, many
+ * short rows, a few long rows, and strided operands, with several thread counts */
+static void test_threaded(void) {
+  trng r = {16};
+  static const bshape big[] = {
+      {1, 1, {300000}, {300000}},
+      {4, 4, {8, 64, 16, 16}, {1, 64, 1, 1}},
+      {2, 2, {3, 70000}, {3, 1}},
+      {3, 1, {40, 50, 30}, {30}},
+  };
+  for (int nt = 1; nt <= 5; nt += 2) {
+    ddpm_set_num_threads(nt);
+    for (size_t k = 0; k < sizeof big / sizeof big[0]; k++) {
+      check_binary_case(B_ADD, DDPM_FLOAT32, DDPM_FLOAT32, &big[k], 0, 0, &r);
+      check_binary_case(B_MUL, DDPM_FLOAT32, DDPM_FLOAT32, &big[k], (int)k % 3, 1, &r);
+      check_binary_case(B_MAX, DDPM_FLOAT64, DDPM_FLOAT64, &big[k], 1, 2, &r);
+    }
+    ddpm_tensor *x = trand(DDPM_FLOAT32, 4, big[1].sa, -3, 3, &r, LAYOUT_PERMUTED), *o = NULL;
+    CHECK_OK(ddpm_exp(&o, x));
+    int64_t idx[4] = {0};
+    int bad = 0;
+    do ELEM(bad, tget(o, idx), ref_store(DDPM_FLOAT32, exp(tget(x, idx))), dtype_tol(DDPM_FLOAT32, exp(tget(x, idx))), "exp");
+    while (next_index(4, big[1].sa, idx));
+    CHECK_CASE(bad, "threaded exp of a permuted tensor, %d threads", nt);
+    ddpm_tensor_release(o);
+    ddpm_tensor_release(x);
+  }
+  ddpm_set_num_threads(2);
+}
+
 int main(void) {
   ddpm_set_num_threads(2);
+  test_threaded();
   test_unary();
   test_scalar();
   test_binary();

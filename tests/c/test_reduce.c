@@ -245,6 +245,35 @@ static void test_edges(void) {
   ddpm_tensor_release(m);
   ddpm_tensor_release(e);
   ddpm_tensor_release(s);
+  /* the vectorised extrema: NaN anywhere in a long run wins; infinities are ordinary values */
+  int64_t n = 1003;
+  double *v = malloc(sizeof(double) * (size_t)n);
+  for (int64_t i = 0; i < n; i++) v[i] = sin((double)i);
+  v[500] = INFINITY;
+  v[501] = -INFINITY;
+  ddpm_tensor *big = NULL;
+  CHECK_OK(ddpm_from_doubles(&big, v, 1, &n, DDPM_FLOAT32, DDPM_CPU));
+  CHECK_OK(ddpm_amax(&o, big, 0, NULL, 0));
+  CHECK_OK(ddpm_tensor_item(o, &got));
+  CHECK(got == INFINITY);
+  ddpm_tensor_release(o);
+  CHECK_OK(ddpm_amin(&o, big, 0, NULL, 0));
+  CHECK_OK(ddpm_tensor_item(o, &got));
+  CHECK(got == -INFINITY);
+  ddpm_tensor_release(o);
+  ddpm_tensor_release(big);
+  v[777] = NAN;
+  CHECK_OK(ddpm_from_doubles(&big, v, 1, &n, DDPM_FLOAT32, DDPM_CPU));
+  CHECK_OK(ddpm_amax(&o, big, 0, NULL, 0));
+  CHECK_OK(ddpm_tensor_item(o, &got));
+  CHECK(isnan(got));
+  ddpm_tensor_release(o);
+  CHECK_OK(ddpm_amin(&o, big, 0, NULL, 0));
+  CHECK_OK(ddpm_tensor_item(o, &got));
+  CHECK(isnan(got));
+  ddpm_tensor_release(o);
+  ddpm_tensor_release(big);
+  free(v);
 }
 
 /* shapes big enough for the threaded and column-sum paths */
@@ -281,6 +310,10 @@ int main(void) {
   test_dim_sets();
   test_arg();
   test_edges();
-  test_large();
+  /* the threaded paths (split rows, columns, rows) against the same naive loops */
+  for (int nt = 1; nt <= 5; nt += 2) {
+    ddpm_set_num_threads(nt);
+    test_large();
+  }
   return tcheck_summary("test_reduce");
 }
