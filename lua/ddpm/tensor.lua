@@ -920,6 +920,10 @@ mt.__len = function(t)
   if C.ddpm_tensor_ndim(t) == 0 then raise('len() of a 0-d tensor') end
   return methods.size(t, 0)
 end
+-- Lua turns the result of < and <= into a boolean, so PyTorch's elementwise x < y cannot be an
+-- operator here; say what to write instead.  (== keeps Lua's identity meaning: t == nil works.)
+mt.__lt = function() raise('tensor: < and <= compare elementwise in PyTorch; write x:lt(y), x:le(y), x:gt(y) or x:ge(y)') end
+mt.__le = mt.__lt
 mt.__tostring = function(t) return Tensor_str(t) end
 mt.__concat = function(a, b) return tostring(a) .. tostring(b) end
 ffi.metatype('struct ddpm_tensor', mt)

@@ -230,6 +230,10 @@ case('index_select dim 1 of a view', function(x) return x:t():index_select(1, dd
 case('flip', function(x) return x:flip({ 0, 2 }) end, function() return { U({ 2, 3, 4 }) } end)
 case('masked_fill', function(x) return x:masked_fill(x:gt(0), 0.5) end, function() return { NZ({ 3, 4 }) } end)
 
+-- ---- leaves that are themselves strided or 0-d ------------------------------------------------------
+case('a transposed leaf', function(x) return x:exp() * x end, function() return { U({ 4, 3 }):detach():t():requires_grad_() } end)
+case('a 0-d leaf times a vector', function(s, v) return s * v end, function() return { leaf(2.5), U({ 3 }) } end)
+
 -- ---- composites users build ---------------------------------------------------------------------------------------
 case('mse-like loss', function(x, y) return ((x - y) ^ 2):mean() end, function() return { U({ 4, 3 }), U({ 4, 3 }) } end)
 case('softmax by hand', function(x)

@@ -84,6 +84,7 @@ local cases = {
   { 'requires_grad_: only floating point tensors can require gradients',
     function() local r = ddpm.arange(3):requires_grad_() return r end },
   { 'div_: true division into an integer tensor', function() local r = ddpm.arange(3):div_(ddpm.arange(3)) return r end },
+  { 'tensor: < and <= compare elementwise in PyTorch; write x:lt%(y%)', function() local r = x < x return r end },
   { 'grad: grad must be a tensor, got string', function() x.grad = 'a' return nil end },
 }
 
