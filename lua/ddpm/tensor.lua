@@ -55,6 +55,10 @@ local function is_tensor(x)
   return type(x) == 'cdata' and (istype(tensor_ref, x) or istype(tensor_ptr, x))
 end
 M.is_tensor = is_tensor
+-- The handle's address as a number: the same for every Lua object wrapping one tensor (t.grad
+-- returns a new wrapper each time).  ffi.cast('intptr_t', t) does not work on a reference.
+local voidp, intptr = ffi.typeof('void *'), ffi.typeof('intptr_t')
+function M.address(t) return tonumber(cast(intptr, cast(voidp, t))) end
 
 -- ---- calling the C API ---------------------------------------------------------------------------
 local retry = F.retry

@@ -128,6 +128,15 @@ describe('views', function()
     assert.are.equal(0, m:select(0, 0):select(0, 0):item())
   end)
 
+  it('identifies the tensor behind every Lua wrapper by address', function()
+    local T = require 'ddpm.tensor'
+    local w = ddpm.ones(2, { requires_grad = true })
+    ;(w * 2):sum():backward()
+    assert.are.equal(T.address(w.grad), T.address(w.grad))
+    assert.are_not.equal(T.address(w), T.address(w:view(2)))
+    assert.is_true(ddpm.is_tensor(require('ffi').cast('ddpm_tensor *', w)))
+  end)
+
   it('gives size(), dim(), numel() and stride() like PyTorch', function()
     assert.are.equal(3, x:dim())
     assert.are.equal(3, x.ndim)
