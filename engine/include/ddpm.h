@@ -91,6 +91,8 @@ const char *ddpm_tensor_grad_fn_name(const ddpm_tensor *t);
 int ddpm_grad_enabled(void);
 void ddpm_set_grad_enabled(int enabled);
 int ddpm_backward(ddpm_tensor *root, ddpm_tensor *grad, int retain_graph);
+/* one backward pass from several roots (grads may be NULL, or hold NULL for scalar roots) */
+int ddpm_autograd_backward(int n, ddpm_tensor *const *roots, ddpm_tensor *const *grads, int retain_graph);
 int ddpm_autograd_grad(int noutputs, ddpm_tensor *const *outputs, ddpm_tensor *const *grad_outputs,
                        int ninputs, ddpm_tensor *const *inputs, ddpm_tensor **grads,
                        int retain_graph, int allow_unused);

@@ -13,6 +13,7 @@ static int float_operands(const char *op, ddpm_tensor *a, ddpm_tensor *b) {
 
 /* [B,M,K] x [B,K,N]; a batch dim of size 1 on one side broadcasts (stride 0 for the kernel). */
 int ddpm_bmm(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b) {
+  DDPM_TRY(ddpm_check_out("bmm", out));
   DDPM_TRY(ddpm_check_tensor("bmm", "input", a));
   DDPM_TRY(ddpm_check_tensor("bmm", "mat2", b));
   if (a->ndim != 3 || b->ndim != 3)
@@ -71,6 +72,7 @@ int bw_BMM(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 }
 
 int ddpm_matmul(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b) {
+  DDPM_TRY(ddpm_check_out("matmul", out));
   DDPM_TRY(ddpm_check_tensor("matmul", "input", a));
   DDPM_TRY(ddpm_check_tensor("matmul", "other", b));
   if (a->ndim == 0 || b->ndim == 0)
@@ -142,6 +144,7 @@ done:
 
 /* linear: x [..., K] @ w[N, K]^T + b[N] through one GEMM with the bias as its seed */
 int ddpm_linear(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *bias) {
+  DDPM_TRY(ddpm_check_out("linear", out));
   DDPM_TRY(ddpm_check_tensor("linear", "input", x));
   DDPM_TRY(ddpm_check_tensor("linear", "weight", w));
   if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
