@@ -21,7 +21,7 @@ namespace ddpm_cu {
 struct FastDiv {
   uint32_t d, m, s;
   __host__ void init(uint32_t div) {
-    d = div;
+    d = div ? div : 1; // empty dims never reach a kernel; keep the host arithmetic defined
     for (s = 0; s < 32; s++)
       if ((1ull << s) >= d) break;
     uint64_t one = 1;

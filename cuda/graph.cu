@@ -181,7 +181,12 @@ int ddpm_cuda_graph_capture_end(ddpm_cuda_graph *g) {
   g->cap_wrap = nullptr;
   cudaStreamDestroy(g->cap);
   g->cap = nullptr;
-  for (RngSlot &s : g->rng) s.consumed = s.gen->offset - s.start;
+  // capture ran nothing, so it consumes no random numbers: each replay draws what an eager run
+  // at the generator's state would, starting with the state before the capture
+  for (RngSlot &s : g->rng) {
+    s.consumed = s.gen->offset - s.start;
+    s.gen->offset = s.start;
+  }
   if (e != cudaSuccess) {
     if (graph) cudaGraphDestroy(graph);
     int st = fail(e, "CUDAGraph.capture_end (the capture was invalidated by an operation that is not allowed "

@@ -258,6 +258,12 @@ int run_reduce(ddpm_call *c) {
   if (R == 0 && c->op != DDPM_OP_SUM)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "%s: cannot reduce over an empty dimension of %s", ddpm_opname(c->op),
                      ddpm_fmt_tensor(x));
+  if (nout == 0) return DDPM_OK;
+  if (R == 0) { // a sum over nothing: zeros (all-zero bits in every output dtype)
+    CU_TRY(cudaMemsetAsync(ddpm_ptr(c->out[0]), 0, (size_t)nout * ddpm_dsize(c->out[0]->dtype), stream()),
+           ddpm_opname(c->op));
+    return DDPM_OK;
+  }
   Plan p;
   p.nout = nout;
   p.R = R;

@@ -485,7 +485,7 @@ local function scalar_like(v, t)
   if type(v) == 'boolean' then v = v and 1 or 0 end
   local dt = C.ddpm_tensor_dtype(t)
   if dt >= 4 and v ~= math.floor(v) then dt = 0 end
-  return call6(C.ddpm_full, 0, nil, v, dt, C.ddpm_tensor_device(t))
+  return call5(C.ddpm_full, 0, nil, v, dt, C.ddpm_tensor_device(t))
 end
 M.scalar_like = scalar_like
 

@@ -53,6 +53,8 @@ describe('CUDA caching allocator', function()
       assert.are.equal(e.n * e.v, e.t:sum():item())
       e.t:free()
     end
+    live = nil
+    settle() -- the sums above are GPU tensors too
     assert.are.equal(base, cuda.memory_allocated())
   end)
 

@@ -4,10 +4,17 @@
 local ddpm = require 'ddpm'
 local U = require 'cuda_testutil'
 local compare, tol = U.compare, U.tol
+-- Debian 12's LuaJIT (2.1.0~beta3+git20220320) crashes inside JIT-compiled code on this spec's
+-- mix of ops (reproduced with the core library alone and the JIT on; never with it off): the
+-- kernels are what this spec checks, so it runs interpreted.
+jit.off()
 
 local gen = ddpm.Generator():manual_seed(1234)
-local function randn(...) return ddpm.randn(..., { generator = gen }) end
-local function rand(...) return ddpm.rand(..., { generator = gen }) end
+local function randn(...)
+  local a = { ... }
+  a[#a + 1] = { generator = gen }
+  return ddpm.randn(unpack(a))
+end
 local function with(t, o) local r = {} for k, v in pairs(t) do r[k] = v end for k, v in pairs(o) do r[k] = v end return r end
 
 local FLOATS = { 'float32', 'float64', 'float16', 'bfloat16' }
@@ -100,7 +107,7 @@ describe('CUDA elementwise ops match the CPU', function()
         compare(b[2], { randn(1, 6):to(ddpm[dt]), randn(4, 5, 1):to(ddpm[dt]) }, t)
         compare(b[2], { randn(3, 7):to(ddpm[dt]), ddpm.tensor(0.75):to(ddpm[dt]) }, t)
         compare(function(x, y) return b[2](x:permute(2, 0, 1), y:t()) end,
-          { randn(5, 6, 7):to(ddpm[dt]), randn(5, 7):to(ddpm[dt]) }, t)
+          { randn(5, 6, 7):to(ddpm[dt]), randn(6, 5):to(ddpm[dt]) }, t)
         -- a big contiguous case takes the vectorised path
         compare(b[2], { randn(1000, 33):to(ddpm[dt]), randn(1000, 33):to(ddpm[dt]) }, t)
       end)
@@ -110,7 +117,7 @@ describe('CUDA elementwise ops match the CPU', function()
   it('maximum/minimum propagate NaN, as the CPU does', function()
     local nan = 0 / 0
     local a = ddpm.tensor({ 1, nan, 3, nan }) ; local b = ddpm.tensor({ nan, 2, 1, nan })
-    local g = ddpm.maximum(a:cuda(), b:cuda()):cpu()
+    local g = ddpm.maximum(a:to(U.dev), b:to(U.dev)):cpu()
     local c = ddpm.maximum(a, b)
     for k = 0, 3 do
       local x, y = g:select(0, k):item(), c:select(0, k):item()
@@ -148,9 +155,9 @@ describe('CUDA elementwise ops match the CPU', function()
 
   it('in-place ops on CUDA tensors', function()
     local x = randn(8, 9)
-    local g = x:cuda()
+    local g = x:to(U.dev)
     x:add_(ddpm.ones(9), { alpha = 2 }):mul_(3):clamp_(-2, 4):div_(ddpm.full({ 8, 1 }, 1.5))
-    g:add_(ddpm.ones(9):cuda(), { alpha = 2 }):mul_(3):clamp_(-2, 4):div_(ddpm.full({ 8, 1 }, 1.5):cuda())
+    g:add_(ddpm.ones(9):to(U.dev), { alpha = 2 }):mul_(3):clamp_(-2, 4):div_(ddpm.full({ 8, 1 }, 1.5):to(U.dev))
     require('ddpm.testing').assert_close(g:cpu(), x)
   end)
 end)
@@ -177,19 +184,19 @@ describe('CUDA copies, conversions and fills match the CPU', function()
     compare(function(a) return a:slice(2, 1, 8, 3):clone() end, { x }, { exact = true })
     for _, dt in ipairs(ALL) do
       local c = ddpm.zeros(5, 6, { dtype = ddpm[dt] })
-      local g = ddpm.zeros(5, 6, { dtype = ddpm[dt], device = 'cuda' })
+      local g = ddpm.zeros(5, 6, { dtype = ddpm[dt], device = U.dev })
       c:slice(1, 0, 6, 2):fill_(3)
       g:slice(1, 0, 6, 2):fill_(3)
       local src = ddpm.arange(3):to(ddpm[dt]):view(1, 3) -- broadcast over the rows
       c:slice(1, 1, 6, 2):copy_(src)
-      g:slice(1, 1, 6, 2):copy_(src:cuda())
+      g:slice(1, 1, 6, 2):copy_(src:to(U.dev))
       assert.is_true(c:equal(g:cpu()), 'fill_/copy_ ' .. dt)
     end
-    local a = ddpm.ones(4, 5, { device = 'cuda' })
+    local a = ddpm.ones(4, 5, { device = U.dev })
     a:slice(0, 1, 3):zero_()
     assert.are.equal(10, a:sum():item())
     -- copy_ from CPU into a strided CUDA view and back
-    local d = ddpm.zeros(4, 6, { device = 'cuda' })
+    local d = ddpm.zeros(4, 6, { device = U.dev })
     d:t():copy_(ddpm.arange(24):float():view(6, 4))
     assert.is_true(d:cpu():equal(ddpm.arange(24):float():view(6, 4):t()))
   end)
@@ -198,7 +205,7 @@ describe('CUDA copies, conversions and fills match the CPU', function()
     for _, dt in ipairs(ALL) do
       for _, v in ipairs({ 0, 1, -2.75, 1e30, 300.5 }) do
         local c = ddpm.full({ 3, 4 }, v, { dtype = ddpm[dt] })
-        local g = ddpm.full({ 3, 4 }, v, { dtype = ddpm[dt], device = 'cuda' })
+        local g = ddpm.full({ 3, 4 }, v, { dtype = ddpm[dt], device = U.dev })
         assert.is_true(c:equal(g:cpu()), 'fill ' .. dt .. ' ' .. v)
       end
     end
@@ -260,10 +267,10 @@ describe('CUDA reductions match the CPU', function()
   end)
 
   it('cannot take amax of an empty dim on CUDA either', function()
-    local ok, err = pcall(function() return ddpm.zeros(3, 0, { device = 'cuda' }):amax(1) end)
+    local ok, err = pcall(function() return ddpm.zeros(3, 0, { device = U.dev }):amax(1) end)
     assert.is_false(ok)
     assert.matches('empty', err)
-    assert.are.equal(0, ddpm.zeros(3, 0, { device = 'cuda' }):sum():item())
+    assert.are.equal(0, ddpm.zeros(3, 0, { device = U.dev }):sum():item())
   end)
 end)
 
@@ -308,7 +315,7 @@ describe('CUDA matmul, bmm and linear match the CPU', function()
     local a, b = randn(256, 256), randn(256, 256)
     local exact = a:matmul(b)
     ddpm.backends.cuda.matmul.allow_tf32 = true
-    local ok, r = pcall(function() return a:cuda():matmul(b:cuda()):cpu() end)
+    local ok, r = pcall(function() return a:to(U.dev):matmul(b:to(U.dev)):cpu() end)
     ddpm.backends.cuda.matmul.allow_tf32 = false
     assert.is_true(ok, r)
     require('ddpm.testing').assert_close(r, exact, { rtol = 1e-2, atol = 5e-2 })
@@ -348,24 +355,24 @@ describe('CUDA cat, stack, index_select and index_add_ match the CPU', function(
       local src = ddpm.randint(0, 5, { 6, 4 }, { generator = gen }):to(ddpm[dt])
       local idx = ddpm.tensor({ 0, 2, 2, 4, 0, 2 }, { dtype = ddpm.int64 })
       local c = base:clone():index_add_(0, idx, src)
-      local g = base:cuda():index_add_(0, idx:cuda(), src:cuda())
+      local g = base:to(U.dev):index_add_(0, idx:to(U.dev), src:to(U.dev))
       require('ddpm.testing').assert_close(g:cpu(), c, { atol = 0, rtol = 0 })
       -- into a transposed destination
       local c2 = ddpm.zeros(4, 5, { dtype = ddpm[dt] })
-      local g2 = ddpm.zeros(4, 5, { dtype = ddpm[dt], device = 'cuda' })
+      local g2 = ddpm.zeros(4, 5, { dtype = ddpm[dt], device = U.dev })
       c2:t():index_add_(0, idx, src)
-      g2:t():index_add_(0, idx:cuda(), src:cuda())
+      g2:t():index_add_(0, idx:to(U.dev), src:to(U.dev))
       require('ddpm.testing').assert_close(g2:cpu(), c2, { atol = 0, rtol = 0 })
     end
   end)
 end)
 
 describe('CUDA kernels on more than 2^31 elements', function()
-  if not U.gpu() then pending('needs a CUDA GPU: 64-bit indexing paths') return end
+  if not U.gpu() or U.dry then pending('needs a CUDA GPU: 64-bit indexing paths') return end
   if ddpm.cuda.mem_get_info() < 8e9 then pending('needs 8 GB of free GPU memory: 64-bit indexing paths') return end
   it('split elementwise launches and 64-bit reductions (about 6 GB of GPU memory)', function()
     local n = 2 ^ 31 + 4099
-    local x = ddpm.full({ n }, 3, { dtype = ddpm.uint8, device = 'cuda' })
+    local x = ddpm.full({ n }, 3, { dtype = ddpm.uint8, device = U.dev })
     local y = x + x
     assert.are.equal(6 * n, y:sum():item())
     y:slice(0, n - 5, n):fill_(1)

@@ -3,10 +3,17 @@
 -- CUDA-vs-CPU comparison of values and gradients.
 local ddpm = require 'ddpm'
 local testing = require 'ddpm.testing'
+local assert = require 'luassert' -- busted's assert lives in the spec files' environment only
 
 local M = {}
 
+-- DDPM_TEST_DEVICE=cpu dry-runs the comparison specs on the CPU (checks the specs themselves on
+-- machines without a GPU; every comparison is then CPU against CPU).
+M.dev = os.getenv('DDPM_TEST_DEVICE') or 'cuda'
+M.dry = M.dev == 'cpu'
+
 function M.gpu()
+  if M.dry then return true end
   local ok = ddpm.cuda.is_available()
   if not ok and os.getenv('DDPM_REQUIRE_GPU') == '1' then
     error('DDPM_REQUIRE_GPU=1 but no CUDA GPU is usable (built with CUDA: ' .. tostring(ddpm.cuda.is_built()) .. ')')
@@ -36,8 +43,8 @@ function M.compare(fn, inputs, opts)
   for i, x in ipairs(inputs) do
     if is_tensor(x) then
       cin[i] = x:detach():clone()
-      gin[i] = x:detach():cuda()
-      assert(gin[i].device.type == 'cuda')
+      gin[i] = x:detach():to(M.dev)
+      if M.dry then gin[i] = gin[i]:clone() end
       if opts.grad and x:is_floating_point() then
         cin[i]:requires_grad_(true)
         gin[i]:requires_grad_(true)
@@ -51,7 +58,7 @@ function M.compare(fn, inputs, opts)
   local lg = is_tensor(yg) and { yg } or yg
   assert.are.equal(#lc, #lg)
   for k = 1, #lc do
-    assert.are.equal('cuda', lg[k].device.type, name .. ': result ' .. k .. ' is not on the GPU')
+    assert.are.equal(M.dry and 'cpu' or 'cuda', lg[k].device.type, name .. ': result ' .. k .. ' is not on the GPU')
     assert.are.equal(tostring(lc[k].dtype), tostring(lg[k].dtype), name .. ': dtypes differ')
     assert.are.same(lc[k]:shape(), lg[k]:shape())
     if opts.exact then
@@ -64,13 +71,13 @@ function M.compare(fn, inputs, opts)
     local yc1, yg1 = lc[1], lg[1]
     local R = ddpm.randn(yc1:shape(), { dtype = yc1.dtype, generator = ddpm.Generator():manual_seed(7) })
     ;(yc1 * R):sum():backward()
-    ;(yg1 * R:cuda()):sum():backward()
+    ;(yg1 * R:to(M.dev)):sum():backward()
     for i, x in ipairs(cin) do
       if is_tensor(x) and x.requires_grad then
         local a, b = x.grad, gin[i].grad
         assert.is_not_nil(a, name .. ': no CPU gradient for input ' .. i)
         assert.is_not_nil(b, name .. ': no CUDA gradient for input ' .. i)
-        assert.are.equal('cuda', b.device.type)
+        assert.are.equal(M.dry and 'cpu' or 'cuda', b.device.type)
         testing.assert_close(b:cpu(), a, { rtol = opts.grtol or opts.rtol, atol = opts.gatol or opts.atol,
           msg = name .. ' gradient of input ' .. i })
       end
