@@ -192,7 +192,7 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
   int64_t E = q->shape[nd - 1], Lq = q->shape[nd - 2], Lk = k->shape[nd - 2], Ev = v->shape[nd - 1];
   if (isnan(scale)) scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;
   ddpm_tensor *q4 = NULL, *k4 = NULL, *v4 = NULL, *qr = NULL, *kr = NULL, *vr = NULL, *m4 = NULL;
-  ddpm_tensor *o = NULL, *P = NULL;
+  ddpm_tensor *o = NULL, *o4 = NULL, *P = NULL;
   int st = DDPM_OK;
   DDPM_CHECK(as4d(&q4, q));
   DDPM_CHECK(as4d(&k4, k));
@@ -203,9 +203,14 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
   DDPM_CHECK(prepare_mask(&m4, mask, q, Lk));
   {
     int64_t B0 = q4->shape[0], B1 = q4->shape[1];
-    int64_t os[4] = {B0, B1, Lq, Ev}, ps[4] = {B0, B1, Lq, Lk};
+    int64_t os4[4] = {B0, B1, Lq, Ev}, ps[4] = {B0, B1, Lq, Lk}, os[DDPM_MAX_DIMS], ost[4];
+    memcpy(os, q->shape, sizeof(int64_t) * (size_t)nd);
+    os[nd - 1] = Ev;
     bool need = ddpm_ag_enabled() && (q->requires_grad || k->requires_grad || v->requires_grad);
-    DDPM_CHECK(ddpm_tensor_new(&o, 4, os, q->dtype, q->device));
+    /* the output has the caller's shape (so the node sits on it); the kernel sees a 4-D alias */
+    DDPM_CHECK(ddpm_tensor_new(&o, nd, os, q->dtype, q->device));
+    ddpm_contiguous_strides(4, os4, ost);
+    DDPM_CHECK(ddpm_tensor_alias(&o4, o, 4, os4, ost, 0));
     if (need) DDPM_CHECK(ddpm_tensor_new(&P, 4, ps, q->dtype, q->device));
     uint64_t seed = 0, base = 0;
     if (dropout_p > 0) {
@@ -213,7 +218,7 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
       seed = gen->seed;
       base = ddpm_generator_reserve(gen, (uint64_t)(B0 * B1 * Lq * Lk));
     }
-    ddpm_call c = {.op = DDPM_OP_SDPA, .nin = 4, .nout = 2, .in = {qr, kr, vr, m4}, .out = {o, P},
+    ddpm_call c = {.op = DDPM_OP_SDPA, .nin = 4, .nout = 2, .in = {qr, kr, vr, m4}, .out = {o4, P},
                    .i = {is_causal ? 1 : 0, (int64_t)seed, (int64_t)base}, .f = {scale, dropout_p}};
     DDPM_CHECK(ddpm_dispatch(&c));
     ddpm_tensor *ins[3] = {q4, k4, v4};
@@ -225,16 +230,12 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
       ddpm_tensor *save[4] = {qr, kr, vr, P};
       DDPM_CHECK(nn_record(n, o, 4, save));
     }
-  }
-  {
-    int64_t shape[DDPM_MAX_DIMS];
-    memcpy(shape, q->shape, sizeof(int64_t) * (size_t)nd);
-    shape[nd - 1] = Ev;
-    st = ddpm_reshape(out, o, nd, shape);
+    *out = o;
+    o = NULL;
   }
 done: {
-  ddpm_tensor *all[9] = {q4, k4, v4, qr, kr, vr, m4, o, P};
-  nn_release(9, all);
+  ddpm_tensor *all[10] = {q4, k4, v4, qr, kr, vr, m4, o, o4, P};
+  nn_release(10, all);
 }
   return st;
 }

@@ -27,6 +27,9 @@ end
 local dbl3 = ffi.new('double[3]')
 local padbuf = ffi.new('int64_t[16]')
 
+-- a 0-d tensor like t (comparisons against it need no scalar conversion)
+local function scalar(v, t) return ddpm.full({}, v, { dtype = t.dtype, device = t.device }) end
+
 -- a trailing options table (named keys only), as opposed to a size list or a tensor
 local function is_opts(x) return type(x) == 'table' and not is_tensor(x) and x[1] == nil end
 
@@ -284,7 +287,8 @@ end
 -- huber_loss(input, target, {reduction='mean', delta=1.0}) = delta * smooth_l1_loss(beta=delta)
 function F.huber_loss(x, t, opts)
   local delta = type(opts) == 'table' and opts.delta or 1.0
-  local l = F.smooth_l1_loss(x, t, { reduction = type(opts) == 'table' and opts.reduction or opts, beta = delta })
+  local red = type(opts) == 'table' and (opts.reduction or 'mean') or opts
+  local l = F.smooth_l1_loss(x, t, { reduction = red, beta = delta })
   if delta == 1 then return l end
   return l * delta
 end
@@ -345,7 +349,7 @@ function F.cross_entropy(x, target, opts)
   if ls == 0 then return nll end
   local smooth
   if weight then smooth = -(logp * class_weight()):sum(cdim) else smooth = -logp:sum(cdim) end
-  local keep = target:ne(ignore)
+  local keep = target:ne(scalar(ignore, target))
   smooth = smooth * keep:to(smooth.dtype)
   local ret
   if red == 1 then
@@ -382,10 +386,11 @@ function F.embedding(idx, weight, opts)
   local shape = idx:shape()
   shape[#shape + 1] = weight:size(1)
   local out = weight:index_select(0, idx:reshape(-1)):view(shape)
-  local pad = type(opts) == 'number' and opts or (type(opts) == 'table' and opts.padding_idx)
+  local pad = nil
+  if type(opts) == 'number' then pad = opts elseif type(opts) == 'table' then pad = opts.padding_idx end
   if pad ~= nil then
     if pad < 0 then pad = pad + weight:size(0) end
-    out = ddpm.where(idx:ne(pad):unsqueeze(-1), out, out:detach())
+    out = ddpm.where(idx:ne(scalar(pad, idx)):unsqueeze(-1), out, out:detach())
   end
   return out
 end
