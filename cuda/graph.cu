@@ -27,6 +27,7 @@ int pool_capture_begin(int ord, void *pool, cudaStream_t s);
 void pool_capture_end(int ord, cudaStream_t s);
 void pool_retire(int ord, void *pool);
 int blas_prepare(int ord, cudaStream_t s);
+int dnn_prepare();
 } // namespace ddpm_cu
 
 using namespace ddpm_cu;
@@ -117,6 +118,7 @@ int ddpm_cuda_graph_capture_begin(ddpm_cuda_graph *g) {
   cudaStream_t cap;
   CU_TRY(cudaStreamCreateWithFlags(&cap, cudaStreamNonBlocking), "CUDAGraph.capture_begin");
   int st = blas_prepare(ord, cap); // handles and workspace cannot be created while capturing
+  if (!st) st = dnn_prepare();
   if (!st && !deverr_ptr(ord)) st = DDPM_FAIL(DDPM_ERR_BACKEND, "CUDAGraph.capture_begin: no error word");
   // captured work must follow what is already queued on the current stream
   cudaEvent_t ev = nullptr;

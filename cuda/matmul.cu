@@ -273,6 +273,18 @@ int blas_prepare(int ord, cudaStream_t s) {
   void *ws;
   return handles(ord, s, &h, &ws);
 }
+// The cuBLAS handle of this thread and device, bound to the current stream and its workspace
+// (attention.cu runs its batched GEMMs through it).
+int blas_handle(cublasHandle_t *out) {
+  Handles *h;
+  void *ws;
+  DDPM_TRY(handles(current_ordinal(), stream(), &h, &ws));
+  *out = h->blas;
+  return DDPM_OK;
+}
+int blas_error(int status, const char *what, const char *file, int line) {
+  return blas_fail((cublasStatus_t)status, what, file, line);
+}
 } // namespace ddpm_cu
 
 // in[0] a [B,M,K], in[1] b [B,K,N] (batch strides may be 0); out [B,M,N] contiguous

@@ -7,6 +7,7 @@
 // replay refreshes from the generator (graph.cu), so each replay draws fresh numbers, exactly
 // those an eager run at that generator state would draw.
 #include "cuda_common.cuh"
+#include "philox.cuh"
 #include "random_map.h"
 
 using namespace ddpm_cu;
@@ -17,28 +18,6 @@ int graph_rng_slot(ddpm_generator *g, uint64_t base, const uint64_t **state, uin
 } // namespace ddpm_cu
 
 namespace {
-// Philox4x32-10 exactly as ddpm_philox in engine/src/internal.h (Random123's constants)
-__device__ __forceinline__ void philox(uint64_t seed, uint64_t counter, uint32_t out[4]) {
-  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-  uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
-#pragma unroll
-  for (int r = 0; r < 10; r++) {
-    uint32_t hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
-    uint32_t hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
-    uint32_t n0 = hi1 ^ c1 ^ k0, n2 = hi0 ^ c3 ^ k1;
-    c1 = lo1;
-    c3 = lo0;
-    c0 = n0;
-    c2 = n2;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  out[0] = c0;
-  out[1] = c1;
-  out[2] = c2;
-  out[3] = c3;
-}
-
 // ddpm_store_from_double on the device
 __device__ __forceinline__ void store_d(char *p, int dt, double v) {
   switch (dt) {
@@ -73,7 +52,7 @@ __global__ void k_random(int op, int64_t n, char *out, int dt, const char *probs
   const int pes = pdt == DDPM_FLOAT64 ? 8 : (pdt == DDPM_FLOAT32 ? 4 : 2);
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     uint32_t r[4];
-    philox(seed, base + (uint64_t)i, r);
+    ddpm_cu_philox(seed, base + (uint64_t)i, r);
     double v;
     switch (op) {
     case DDPM_OP_UNIFORM:

@@ -75,12 +75,14 @@ function M.compare(fn, inputs, opts)
     for i, x in ipairs(cin) do
       if is_tensor(x) and x.requires_grad then
         local a, b = x.grad, gin[i].grad
+        if a == nil and b == nil then goto continue end -- an input the op does not differentiate
         assert.is_not_nil(a, name .. ': no CPU gradient for input ' .. i)
         assert.is_not_nil(b, name .. ': no CUDA gradient for input ' .. i)
         assert.are.equal(M.dry and 'cpu' or 'cuda', b.device.type)
         testing.assert_close(b:cpu(), a, { rtol = opts.grtol or opts.rtol, atol = opts.gatol or opts.atol,
           msg = name .. ' gradient of input ' .. i })
       end
+      ::continue::
     end
   end
   return yc, yg
