@@ -37,7 +37,8 @@ static int target_of(int policy, const ddpm_tensor *t) {
   if (!t || !ddpm_is_float(t->dtype) || t->dtype == DDPM_FLOAT64) return -1;
   int kind = t->device == DDPM_CPU ? 0 : 1;
   if (!((ddpm_autocast_mask >> kind) & 1u)) return -1;
-  int to = policy == DDPM_AUTOCAST_LOWER ? dtype_of(kind) : DDPM_FLOAT32;
+  if (policy == DDPM_AUTOCAST_LOWER_GPU && kind == 0) return -1;
+  int to = policy == DDPM_AUTOCAST_FP32 ? DDPM_FLOAT32 : dtype_of(kind);
   return to == t->dtype ? -1 : to;
 }
 

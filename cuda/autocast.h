@@ -5,7 +5,9 @@
 #define DDPM_AUTOCAST_H
 #include "internal.h"
 
-enum { DDPM_AUTOCAST_LOWER = 1, DDPM_AUTOCAST_FP32 = 2 };
+/* LOWER_GPU: lower only tensors on a GPU (the CPU's nn kernels, conv2d and attention, run in
+ * float32/float64 only, so autocast('cpu') leaves them in float32) */
+enum { DDPM_AUTOCAST_LOWER = 1, DDPM_AUTOCAST_FP32 = 2, DDPM_AUTOCAST_LOWER_GPU = 3 };
 
 /* nonzero when autocast is enabled for some device on this thread (cheap test for hooks) */
 DDPM_INTERNAL extern _Thread_local unsigned ddpm_autocast_mask;
@@ -19,4 +21,24 @@ static inline bool ddpm_autocast_on(void) { return ddpm_autocast_mask != 0; }
  * gradients flow back to float32 master weights in float32. */
 DDPM_INTERNAL int ddpm_autocast_inputs(int policy, int n, ddpm_tensor *const *in, ddpm_tensor **cast, int *ncast);
 DDPM_INTERNAL void ddpm_autocast_release(int n, ddpm_tensor **cast);
+
+/* The hook at the top of an entry point: when autocast applies to some of the listed tensor
+ * arguments, re-enter the entry point with them cast (CALL names them ac_[0], ac_[1], ...) and
+ * return its status; otherwise fall through.  The re-entered call sees nothing left to cast.
+ *   DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER, ddpm_bmm(out, ac_[0], ac_[1]), a, b); */
+#define DDPM_AUTOCAST(policy, CALL, ...)                                                         \
+  do {                                                                                          \
+    if (ddpm_autocast_on()) {                                                                   \
+      ddpm_tensor *ac_in_[] = {__VA_ARGS__};                                                    \
+      enum { ac_n_ = sizeof ac_in_ / sizeof ac_in_[0] };                                        \
+      ddpm_tensor *ac_[ac_n_];                                                                  \
+      int ac_did_ = 0;                                                                          \
+      DDPM_TRY(ddpm_autocast_inputs((policy), ac_n_, ac_in_, ac_, &ac_did_));                   \
+      if (ac_did_) {                                                                            \
+        int ac_st_ = (CALL);                                                                    \
+        ddpm_autocast_release(ac_n_, ac_);                                                      \
+        return ac_st_;                                                                          \
+      }                                                                                         \
+    }                                                                                           \
+  } while (0)
 #endif

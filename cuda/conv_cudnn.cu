@@ -4,11 +4,13 @@
 // ddpm.backends.cudnn.benchmark is set) or by cuDNN's heuristics (the default); during CUDA graph
 // capture nothing can be measured, so an uncached shape takes the heuristic choice.  Workspace
 // comes from the caching allocator on the current stream.  float32 may use TF32 tensor cores
-// (ddpm.backends.cudnn.allow_tf32, on by default as in PyTorch); half types accumulate in float32.
+// (ddpm.backends.cudnn.allow_tf32, on by default as in PyTorch); half types accumulate in float32
+// and run in NHWC (converted around the call), where cuDNN's fast tensor-core kernels are.
 // (cuDNN 9 marks this descriptor API deprecated; it remains supported and is what every shape of
 // the UNet needs.  The graph API would be the successor.)
 #include "cuda_common.cuh"
 #include <cudnn.h>
+#include <array>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -50,7 +52,7 @@ enum Dir { FWD = 0, BWD_DATA = 1, BWD_FILTER = 2 };
 
 struct Key {
   int ord, dir, dt, tf32;
-  int64_t v[14]; // N C H W O kh kw sh sw ph pw dh dw groups
+  std::array<int64_t, 14> v; // N C H W O kh kw sh sw ph pw dh dw groups (an array compares by value)
   bool operator<(const Key &o) const { return std::tie(ord, dir, dt, tf32, v) < std::tie(o.ord, o.dir, o.dt, o.tf32, o.v); }
 };
 struct Choice {
@@ -84,16 +86,20 @@ bool fits_int(const Geom &g) {
   return g.N * g.C * g.H * g.W < m && g.N * g.O * g.Ho * g.Wo < m && g.O * g.C * g.kh * g.kw < m;
 }
 
+// Half types run in NHWC, where cuDNN's tensor-core kernels live (NCHW half convolutions are
+// several times slower than float32 ones); the callers convert layouts around the call.
+bool use_nhwc(int dt) { return dt == DDPM_FLOAT16 || dt == DDPM_BFLOAT16; }
+
 int make_descs(Descs &d, const Geom &g, int dt, cudnnMathType_t math) {
   cudnnDataType_t ty = dnn_type(dt);
+  cudnnTensorFormat_t fmt = use_nhwc(dt) ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
   DNN_TRY(cudnnCreateTensorDescriptor(&d.x), "conv2d");
   DNN_TRY(cudnnCreateTensorDescriptor(&d.y), "conv2d");
   DNN_TRY(cudnnCreateFilterDescriptor(&d.w), "conv2d");
   DNN_TRY(cudnnCreateConvolutionDescriptor(&d.conv), "conv2d");
-  DNN_TRY(cudnnSetTensor4dDescriptor(d.x, CUDNN_TENSOR_NCHW, ty, (int)g.N, (int)g.C, (int)g.H, (int)g.W), "conv2d input");
-  DNN_TRY(cudnnSetTensor4dDescriptor(d.y, CUDNN_TENSOR_NCHW, ty, (int)g.N, (int)g.O, (int)g.Ho, (int)g.Wo), "conv2d output");
-  DNN_TRY(cudnnSetFilter4dDescriptor(d.w, ty, CUDNN_TENSOR_NCHW, (int)g.O, (int)(g.C / g.i[6]), (int)g.kh, (int)g.kw),
-          "conv2d weight");
+  DNN_TRY(cudnnSetTensor4dDescriptor(d.x, fmt, ty, (int)g.N, (int)g.C, (int)g.H, (int)g.W), "conv2d input");
+  DNN_TRY(cudnnSetTensor4dDescriptor(d.y, fmt, ty, (int)g.N, (int)g.O, (int)g.Ho, (int)g.Wo), "conv2d output");
+  DNN_TRY(cudnnSetFilter4dDescriptor(d.w, ty, fmt, (int)g.O, (int)(g.C / g.i[6]), (int)g.kh, (int)g.kw), "conv2d weight");
   cudnnDataType_t acc = dt == DDPM_FLOAT64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
   DNN_TRY(cudnnSetConvolution2dDescriptor(d.conv, (int)g.i[2], (int)g.i[3], (int)g.i[0], (int)g.i[1], (int)g.i[4],
                                           (int)g.i[5], CUDNN_CROSS_CORRELATION, acc),
@@ -219,6 +225,37 @@ int fill_bias(const ddpm_call *c, ddpm_tensor *y, const ddpm_tensor *b) {
   return r;
 }
 
+// A contiguous NCHW tensor as NHWC, and back (temporaries held until the scope ends; the stream
+// orders their reuse after the cuDNN call that reads them).
+struct Held {
+  ddpm_tensor *t = nullptr;
+  ~Held() { ddpm_tensor_release(t); }
+};
+int nhwc_view(const ddpm_tensor *t, ddpm_tensor **view) { // t [A,B,C,D] seen as [A,C,D,B]
+  int64_t A = t->shape[0], B = t->shape[1], C = t->shape[2], D = t->shape[3];
+  int64_t shape[4] = {A, C, D, B}, st[4] = {B * C * D, D, 1, C * D};
+  return ddpm_tensor_alias(view, t, 4, shape, st, t->offset);
+}
+int to_nhwc(const ddpm_call *c, const ddpm_tensor *t, Held &h) {
+  ddpm_tensor *v = nullptr;
+  DDPM_TRY(nhwc_view(t, &v));
+  int st = ddpm_tensor_new(&h.t, 4, v->shape, t->dtype, t->device);
+  if (!st) st = copy_strided(h.t, v, c);
+  ddpm_tensor_release(v);
+  return st;
+}
+int new_nhwc(const ddpm_tensor *like, Held &h) { // uninitialised NHWC twin of an NCHW tensor
+  int64_t shape[4] = {like->shape[0], like->shape[2], like->shape[3], like->shape[1]};
+  return ddpm_tensor_new(&h.t, 4, shape, like->dtype, like->device);
+}
+int from_nhwc(const ddpm_call *c, const ddpm_tensor *src, ddpm_tensor *dst) {
+  ddpm_tensor *v = nullptr;
+  DDPM_TRY(nhwc_view(dst, &v));
+  int st = copy_strided(v, src, c);
+  ddpm_tensor_release(v);
+  return st;
+}
+
 // y += bias over (n, h, w), with the elementwise ADD kernel (every dtype, stream-ordered)
 int add_bias(const ddpm_call *c, ddpm_tensor *y, const ddpm_tensor *b) {
   int64_t shape[4] = {1, b->shape[0], 1, 1}, st[4] = {0, b->strides[0], 0, 0};
@@ -276,15 +313,27 @@ DDPM_CU_KERNEL(CONV2D) {
   DDPM_TRY(handle(&h));
   Descs d;
   DDPM_TRY(make_descs(d, g, x->dtype, math_for(x->dtype)));
+  const void *xp = ddpm_ptr(x), *wp = ddpm_ptr(w);
+  void *yp = ddpm_ptr(y);
+  Held xh, wh, yh;
+  if (use_nhwc(x->dtype)) {
+    DDPM_TRY(to_nhwc(c, x, xh));
+    DDPM_TRY(to_nhwc(c, w, wh));
+    DDPM_TRY(new_nhwc(y, yh));
+    xp = ddpm_ptr(xh.t);
+    wp = ddpm_ptr(wh.t);
+    yp = ddpm_ptr(yh.t);
+  }
   Choice ch;
-  DDPM_TRY(choose(h, d, g, x->dtype, FWD, ddpm_ptr(x), ddpm_ptr(w), ddpm_ptr(y), &ch));
+  DDPM_TRY(choose(h, d, g, x->dtype, FWD, xp, wp, yp, &ch));
   DNN_TRY(cudnnSetConvolutionMathType(d.conv, ch.math), "conv2d math type");
   Scratch ws;
   if (ch.ws) DDPM_TRY(ws.get(ch.ws, current_ordinal()));
   Scale s(x->dtype);
-  DNN_TRY(cudnnConvolutionForward(h, s.one(), d.x, ddpm_ptr(x), d.w, ddpm_ptr(w), d.conv,
-                                  (cudnnConvolutionFwdAlgo_t)ch.algo, ws.p, ch.ws, s.zero(), d.y, ddpm_ptr(y)),
+  DNN_TRY(cudnnConvolutionForward(h, s.one(), d.x, xp, d.w, wp, d.conv, (cudnnConvolutionFwdAlgo_t)ch.algo, ws.p, ch.ws,
+                                  s.zero(), d.y, yp),
           "conv2d");
+  if (yh.t) DDPM_TRY(from_nhwc(c, yh.t, y));
   if (b) return add_bias(c, y, b);
   return DDPM_OK;
 }
@@ -306,15 +355,27 @@ DDPM_CU_KERNEL(CONV2D_BWD_INPUT) {
   DDPM_TRY(handle(&h));
   Descs d;
   DDPM_TRY(make_descs(d, g, gy->dtype, math_for(gy->dtype)));
+  const void *gyp = ddpm_ptr(gy), *wp = ddpm_ptr(w);
+  void *gxp = ddpm_ptr(gx);
+  Held gyh, wh, gxh;
+  if (use_nhwc(gy->dtype)) {
+    DDPM_TRY(to_nhwc(c, gy, gyh));
+    DDPM_TRY(to_nhwc(c, w, wh));
+    DDPM_TRY(new_nhwc(gx, gxh));
+    gyp = ddpm_ptr(gyh.t);
+    wp = ddpm_ptr(wh.t);
+    gxp = ddpm_ptr(gxh.t);
+  }
   Choice ch;
-  DDPM_TRY(choose(h, d, g, gy->dtype, BWD_DATA, ddpm_ptr(gy), ddpm_ptr(w), ddpm_ptr(gx), &ch));
+  DDPM_TRY(choose(h, d, g, gy->dtype, BWD_DATA, gyp, wp, gxp, &ch));
   DNN_TRY(cudnnSetConvolutionMathType(d.conv, ch.math), "conv2d backward math type");
   Scratch ws;
   if (ch.ws) DDPM_TRY(ws.get(ch.ws, current_ordinal()));
   Scale s(gy->dtype);
-  DNN_TRY(cudnnConvolutionBackwardData(h, s.one(), d.w, ddpm_ptr(w), d.y, ddpm_ptr(gy), d.conv,
-                                       (cudnnConvolutionBwdDataAlgo_t)ch.algo, ws.p, ch.ws, s.zero(), d.x, ddpm_ptr(gx)),
+  DNN_TRY(cudnnConvolutionBackwardData(h, s.one(), d.w, wp, d.y, gyp, d.conv, (cudnnConvolutionBwdDataAlgo_t)ch.algo, ws.p,
+                                       ch.ws, s.zero(), d.x, gxp),
           "conv2d backward (input)");
+  if (gxh.t) DDPM_TRY(from_nhwc(c, gxh.t, gx));
   return DDPM_OK;
 }
 
@@ -341,15 +402,26 @@ DDPM_CU_KERNEL(CONV2D_BWD_WEIGHT) {
   DDPM_TRY(make_descs(d, g, gy->dtype, math_for(gy->dtype)));
   Scale s(gy->dtype);
   if (ddpm_tensor_numel(gw)) {
+    const void *xp = ddpm_ptr(x), *gyp = ddpm_ptr(gy);
+    void *gwp = ddpm_ptr(gw);
+    Held xh, gyh, gwh;
+    if (use_nhwc(gy->dtype)) {
+      DDPM_TRY(to_nhwc(c, x, xh));
+      DDPM_TRY(to_nhwc(c, gy, gyh));
+      DDPM_TRY(new_nhwc(gw, gwh));
+      xp = ddpm_ptr(xh.t);
+      gyp = ddpm_ptr(gyh.t);
+      gwp = ddpm_ptr(gwh.t);
+    }
     Choice ch;
-    DDPM_TRY(choose(h, d, g, gy->dtype, BWD_FILTER, ddpm_ptr(x), ddpm_ptr(gy), ddpm_ptr(gw), &ch));
+    DDPM_TRY(choose(h, d, g, gy->dtype, BWD_FILTER, xp, gyp, gwp, &ch));
     DNN_TRY(cudnnSetConvolutionMathType(d.conv, ch.math), "conv2d backward math type");
     Scratch ws;
     if (ch.ws) DDPM_TRY(ws.get(ch.ws, current_ordinal()));
-    DNN_TRY(cudnnConvolutionBackwardFilter(h, s.one(), d.x, ddpm_ptr(x), d.y, ddpm_ptr(gy), d.conv,
-                                           (cudnnConvolutionBwdFilterAlgo_t)ch.algo, ws.p, ch.ws, s.zero(), d.w,
-                                           ddpm_ptr(gw)),
+    DNN_TRY(cudnnConvolutionBackwardFilter(h, s.one(), d.x, xp, d.y, gyp, d.conv, (cudnnConvolutionBwdFilterAlgo_t)ch.algo,
+                                           ws.p, ch.ws, s.zero(), d.w, gwp),
             "conv2d backward (weight)");
+    if (gwh.t) DDPM_TRY(from_nhwc(c, gwh.t, gw));
   }
   if (gb) return bias_grad(c, gy, gb);
   return DDPM_OK;

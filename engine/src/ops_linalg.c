@@ -16,16 +16,7 @@ static int float_operands(const char *op, ddpm_tensor *a, ddpm_tensor *b) {
 int ddpm_bmm(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b) {
   DDPM_TRY(ddpm_check_tensor("bmm", "input", a));
   DDPM_TRY(ddpm_check_tensor("bmm", "mat2", b));
-  if (ddpm_autocast_on()) { /* autocast hook: re-enter with the operands cast (cuda/autocast.h) */
-    ddpm_tensor *in_[2] = {a, b}, *ac_[2];
-    int nc_ = 0;
-    DDPM_TRY(ddpm_autocast_inputs(DDPM_AUTOCAST_LOWER, 2, in_, ac_, &nc_));
-    if (nc_) {
-      int st_ = ddpm_bmm(out, ac_[0], ac_[1]);
-      ddpm_autocast_release(2, ac_);
-      return st_;
-    }
-  }
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER, ddpm_bmm(out, ac_[0], ac_[1]), a, b); /* autocast hook (cuda/autocast.h) */
   if (a->ndim != 3 || b->ndim != 3)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "bmm: expected 3-D tensors [B, M, K] and [B, K, N], got %s and %s",
                      ddpm_fmt_tensor(a), ddpm_fmt_tensor(b));
@@ -84,16 +75,7 @@ int bw_BMM(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 int ddpm_matmul(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b) {
   DDPM_TRY(ddpm_check_tensor("matmul", "input", a));
   DDPM_TRY(ddpm_check_tensor("matmul", "other", b));
-  if (ddpm_autocast_on()) { /* autocast hook: re-enter with the operands cast (cuda/autocast.h) */
-    ddpm_tensor *in_[2] = {a, b}, *ac_[2];
-    int nc_ = 0;
-    DDPM_TRY(ddpm_autocast_inputs(DDPM_AUTOCAST_LOWER, 2, in_, ac_, &nc_));
-    if (nc_) {
-      int st_ = ddpm_matmul(out, ac_[0], ac_[1]);
-      ddpm_autocast_release(2, ac_);
-      return st_;
-    }
-  }
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER, ddpm_matmul(out, ac_[0], ac_[1]), a, b); /* autocast hook (cuda/autocast.h) */
   if (a->ndim == 0 || b->ndim == 0)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "matmul: both arguments need at least 1 dim, got %s and %s", ddpm_fmt_tensor(a),
                      ddpm_fmt_tensor(b));
@@ -165,16 +147,7 @@ done:
 int ddpm_linear(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *bias) {
   DDPM_TRY(ddpm_check_tensor("linear", "input", x));
   DDPM_TRY(ddpm_check_tensor("linear", "weight", w));
-  if (ddpm_autocast_on()) { /* autocast hook: re-enter with the operands cast (cuda/autocast.h) */
-    ddpm_tensor *in_[3] = {x, w, bias}, *ac_[3];
-    int nc_ = 0;
-    DDPM_TRY(ddpm_autocast_inputs(DDPM_AUTOCAST_LOWER, 3, in_, ac_, &nc_));
-    if (nc_) {
-      int st_ = ddpm_linear(out, ac_[0], ac_[1], ac_[2]);
-      ddpm_autocast_release(3, ac_);
-      return st_;
-    }
-  }
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER, ddpm_linear(out, ac_[0], ac_[1], ac_[2]), x, w, bias); /* autocast hook (cuda/autocast.h) */
   if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
     return DDPM_FAIL(DDPM_ERR_SHAPE, "linear: input %s does not match weight %s (expected input [..., %lld] and "
                      "weight [out_features, in_features])",

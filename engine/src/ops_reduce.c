@@ -97,16 +97,7 @@ int bw_SUM(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 
 int ddpm_sum(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim) {
   DDPM_TRY(ddpm_check_tensor("sum", "input", x));
-  if (ddpm_autocast_on()) { /* autocast hook: half inputs are summed in float32 (cuda/autocast.h) */
-    ddpm_tensor *ac_ = NULL;
-    int nc_ = 0;
-    DDPM_TRY(ddpm_autocast_inputs(DDPM_AUTOCAST_FP32, 1, &x, &ac_, &nc_));
-    if (nc_) {
-      int st_ = ddpm_sum(out, ac_, ndims, dims, keepdim);
-      ddpm_tensor_release(ac_);
-      return st_;
-    }
-  }
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, ddpm_sum(out, ac_[0], ndims, dims, keepdim), x); /* autocast hook (cuda/autocast.h) */
   uint32_t mask;
   DDPM_TRY(dims_mask("sum", x, ndims, dims, &mask));
   return ddpm_sum_dims(out, x, mask, keepdim);
@@ -121,16 +112,7 @@ static int64_t mask_count(const ddpm_tensor *x, uint32_t mask) {
 
 int ddpm_mean(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim) {
   DDPM_TRY(ddpm_check_tensor("mean", "input", x));
-  if (ddpm_autocast_on()) { /* autocast hook: half inputs are summed in float32 (cuda/autocast.h) */
-    ddpm_tensor *ac_ = NULL;
-    int nc_ = 0;
-    DDPM_TRY(ddpm_autocast_inputs(DDPM_AUTOCAST_FP32, 1, &x, &ac_, &nc_));
-    if (nc_) {
-      int st_ = ddpm_mean(out, ac_, ndims, dims, keepdim);
-      ddpm_tensor_release(ac_);
-      return st_;
-    }
-  }
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, ddpm_mean(out, ac_[0], ndims, dims, keepdim), x); /* autocast hook (cuda/autocast.h) */
   if (!ddpm_is_float(x->dtype))
     return DDPM_FAIL(DDPM_ERR_DTYPE, "mean: input must be floating point, got %s (use :float() first)",
                      ddpm_fmt_tensor(x));

@@ -8,7 +8,7 @@ local testing = require 'ddpm.testing'
 local F = ddpm.nn.functional
 local nnutils = require 'ddpm.nn.utils'
 local compare = U.compare
-jit.off() -- see cuda_ops_spec.lua: Debian's LuaJIT JIT crashes on long op mixes
+jit.off() -- see cuda_ops_spec.lua (t + number compiled as pointer arithmetic before the core fix)
 
 local gen = ddpm.Generator():manual_seed(99)
 local function randn(...)
