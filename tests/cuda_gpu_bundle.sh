@@ -18,6 +18,13 @@ cp "$build/lua/ddpm/cdef.lua" "$dest/build/lua/ddpm/"
 cp -r "$here/lua" "$here/tests" "$dest/src/"
 cp "$(readlink -f "$(command -v luajit)")" "$dest/bin/luajit"
 cp -L "/usr/lib/$arch/libluajit-5.1.so.2" "$dest/lib/"
+# the non-CUDA libraries libddpm and ddpm-lua link (GPU images rarely have OpenMP OpenBLAS, libpng
+# or readline); CUDA, cuBLAS and cuDNN come from the GPU machine itself
+for lib in $(ldd "$build/libddpm.so" "$build/ddpm-lua" | awk '/=>/ {print $3}' | sort -u); do
+  case "$(basename "$lib")" in
+    libopenblas*|libgfortran*|libquadmath*|libgomp*|libpng16*|libreadline*|libtinfo*|libz.so*) cp -L "$lib" "$dest/lib/" ;;
+  esac
+done
 cp -r /usr/share/lua/5.1/. "$dest/lua51/"
 cp -L "/usr/lib/$arch/lua/5.1/term/core.so" "$dest/clib/term/"
 cp -L "/usr/lib/$arch/lua/5.1/system/core.so" "$dest/clib/system/"
@@ -28,7 +35,9 @@ cat > "$dest/run.sh" <<'RUN'
 # run.sh: the C tests and the busted specs of this bundle; ends with "N passed, N failed".
 cd "$(dirname "$0")"
 R=$PWD
-export LD_LIBRARY_PATH="$R/lib:$R/build:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# cuDNN/cuBLAS may live in the Python wheels of the GPU image rather than in /usr/local/cuda
+pylibs=$(python3 -c 'import glob,site; print(":".join(sorted(set(p.rsplit("/",1)[0] for s in site.getsitepackages() for p in glob.glob(s+"/nvidia/*/lib/*.so*")))))' 2>/dev/null || true)
+export LD_LIBRARY_PATH="$R/lib:$R/build:/usr/local/cuda/lib64:${pylibs}:${LD_LIBRARY_PATH:-}"
 echo "return { libpath = '$R/build/libddpm.so', cuda = true }" > "$R/build/lua/ddpm/build_config.lua"
 export DDPM_LIB="$R/build/libddpm.so" DDPM_LUA="$R/build/ddpm-lua" DDPM_SOURCE_DIR="$R/src"
 export LUA_PATH="$R/src/lua/?.lua;$R/src/lua/?/init.lua;$R/build/lua/?.lua;$R/src/tests/lua/?.lua;$R/lua51/?.lua;$R/lua51/?/init.lua"
