@@ -215,10 +215,98 @@ int ddpm_index_select(ddpm_tensor **out, ddpm_tensor *x, int dim, ddpm_tensor *i
 int ddpm_index_add_(ddpm_tensor *x, int dim, ddpm_tensor *index, ddpm_tensor *src);
 
 /* ---- nn: convolution, normalisation, activations, attention, resampling, losses --------------- */
+enum ddpm_reduction { DDPM_REDUCTION_NONE = 0, DDPM_REDUCTION_MEAN = 1, DDPM_REDUCTION_SUM = 2 };
+enum ddpm_pad_mode { DDPM_PAD_CONSTANT = 0, DDPM_PAD_REFLECT = 1, DDPM_PAD_REPLICATE = 2, DDPM_PAD_CIRCULAR = 3 };
+/* DDPM_INTERP_LINEAR is linear, bilinear or trilinear by the number of resized dims */
+enum ddpm_interp_mode { DDPM_INTERP_NEAREST = 0, DDPM_INTERP_NEAREST_EXACT = 1, DDPM_INTERP_LINEAR = 2 };
+/* x [N, C, H, W], weight [O, C/groups, kh, kw], bias [O] or NULL; stride, padding, dilation hold
+ * (height, width) */
+int ddpm_conv2d(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *weight, ddpm_tensor *bias, const int64_t *stride,
+                const int64_t *padding, const int64_t *dilation, int64_t groups);
+/* x [N, C, *]; weight, bias [C] or NULL.  group_norm_silu = silu(group_norm(...)) in one pass */
+int ddpm_group_norm(ddpm_tensor **out, ddpm_tensor *x, int64_t num_groups, ddpm_tensor *weight, ddpm_tensor *bias,
+                    double eps);
+int ddpm_group_norm_silu(ddpm_tensor **out, ddpm_tensor *x, int64_t num_groups, ddpm_tensor *weight,
+                         ddpm_tensor *bias, double eps);
+/* normalises over the trailing nnorm dims, which must equal normalized_shape; weight, bias of that shape or NULL */
+int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t *normalized_shape,
+                    ddpm_tensor *weight, ddpm_tensor *bias, double eps);
+int ddpm_softmax(ddpm_tensor **out, ddpm_tensor *x, int dim);
+int ddpm_log_softmax(ddpm_tensor **out, ddpm_tensor *x, int dim);
+/* q [..., Lq, E], k [..., Lk, E], v [..., Lk, Ev] with the same leading dims (3-D or 4-D);
+ * attn_mask NULL, bool (true = take part) or float (added), broadcastable to [..., Lq, Lk];
+ * scale NaN = 1/sqrt(E); g NULL = the default generator (used only when dropout_p > 0) */
+int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_tensor *k, ddpm_tensor *v,
+                                      ddpm_tensor *attn_mask, double dropout_p, int is_causal, double scale,
+                                      ddpm_generator *g);
+/* resize the trailing nsize dims of x [N, C, ...] to size; scale_factor (NULL or nsize values, 0 =
+ * unset) is what PyTorch uses for the source index when the caller gave scale factors */
+int ddpm_interpolate(ddpm_tensor **out, ddpm_tensor *x, int nsize, const int64_t *size, const double *scale_factor,
+                     int mode, int align_corners);
+/* pad holds (left, right) pairs from the last dim backwards, as torch.nn.functional.pad */
+int ddpm_pad(ddpm_tensor **out, ddpm_tensor *x, int npad, const int64_t *pad, int mode, double value);
+int ddpm_dropout(ddpm_tensor **out, ddpm_tensor *x, double p, int training, ddpm_generator *g);
+int ddpm_mse_loss(ddpm_tensor **out, ddpm_tensor *input, ddpm_tensor *target, int reduction);
+int ddpm_l1_loss(ddpm_tensor **out, ddpm_tensor *input, ddpm_tensor *target, int reduction);
+int ddpm_smooth_l1_loss(ddpm_tensor **out, ddpm_tensor *input, ddpm_tensor *target, int reduction, double beta);
+/* input [N, C] or [N, C, d...] (log-probabilities), target int64 [N] or [N, d...]; weight [C] or NULL */
+int ddpm_nll_loss(ddpm_tensor **out, ddpm_tensor *input, ddpm_tensor *target, ddpm_tensor *weight,
+                  int64_t ignore_index, int reduction);
+/* int64 [..., num_classes]; num_classes < 0: max(index) + 1 */
+int ddpm_one_hot(ddpm_tensor **out, ddpm_tensor *index, int64_t num_classes);
 
 /* ---- optimizers ----------------------------------------------------------------------------------- */
+/* Fused in-place updates, one call over n parameters (an optimizer's param group).  The arrays
+ * are parallel (params[k], grads[k], state[k]...); grads are read, params and state written.
+ * Parameters must be contiguous float32/float64 leaves; grads and state match them in shape,
+ * dtype and device.  Formulas and rounding follow PyTorch 1.13's single-tensor path (with the
+ * fused multiply-adds of its vectorised CPU kernels).
+ * adam flags: 1 amsgrad, 2 maximize, 4 decoupled weight decay (AdamW); steps[k] is parameter
+ * k's step count after this update (1 on the first); max_exp_avg_sqs may be NULL without amsgrad. */
+int ddpm_adam_step_(int n, ddpm_tensor *const *params, ddpm_tensor *const *grads, ddpm_tensor *const *exp_avgs,
+                    ddpm_tensor *const *exp_avg_sqs, ddpm_tensor *const *max_exp_avg_sqs, const double *steps,
+                    double lr, double beta1, double beta2, double eps, double weight_decay, int flags);
+/* sgd flags: 1 nesterov, 2 maximize.  With momentum != 0, momentum_buffers[k] is required and
+ * fresh[k] != 0 makes it start as the (decayed) gradient, as PyTorch's first step does. */
+int ddpm_sgd_step_(int n, ddpm_tensor *const *params, ddpm_tensor *const *grads,
+                   ddpm_tensor *const *momentum_buffers, const int32_t *fresh, double lr, double momentum,
+                   double dampening, double weight_decay, int flags);
+/* EMA: shadow[k] -= (1 - decay) * (shadow[k] - params[k]) */
+int ddpm_ema_update_(int n, ddpm_tensor *const *shadow, ddpm_tensor *const *params, double decay);
+/* Loss-scaler unscale: tensors[k] *= inv_scale; found_inf (a float tensor of one element on the
+ * same device) is set to 1 when any value, before scaling, is inf or NaN. */
+int ddpm_amp_unscale_(int n, ddpm_tensor *const *tensors, ddpm_tensor *found_inf, double inv_scale);
+/* The norm of the per-tensor norms (as torch.nn.utils.clip_grad_norm_): a 0-d tensor of the
+ * tensors' dtype; norm_type may be inf. */
+int ddpm_total_norm(ddpm_tensor **out, int n, ddpm_tensor *const *tensors, double norm_type);
+/* tensors[k] *= s for every k */
+int ddpm_foreach_mul_scalar_(int n, ddpm_tensor *const *tensors, double s);
 
 /* ---- formats: safetensors, npy, png --------------------------------------------------------------- */
+typedef struct ddpm_safetensors ddpm_safetensors;
+/* Open and validate a safetensors file (memory-mapped; tensors cut from it share the mapping,
+ * copy-on-write, which is unmapped when the handle and the last such tensor are gone). */
+int ddpm_safetensors_open(ddpm_safetensors **out, const char *path);
+void ddpm_safetensors_close(ddpm_safetensors *f);
+int64_t ddpm_safetensors_count(const ddpm_safetensors *f);
+const char *ddpm_safetensors_name(const ddpm_safetensors *f, int64_t i);      /* sorted by name */
+int64_t ddpm_safetensors_find(const ddpm_safetensors *f, const char *name);   /* -1 if absent */
+const char *ddpm_safetensors_dtype_name(const ddpm_safetensors *f, int64_t i); /* "F32", ... */
+int ddpm_safetensors_shape(const ddpm_safetensors *f, int64_t i, int64_t *shape); /* returns ndim */
+int ddpm_safetensors_get(ddpm_tensor **out, ddpm_safetensors *f, int64_t i);
+int ddpm_safetensors_get_by_name(ddpm_tensor **out, ddpm_safetensors *f, const char *name);
+int64_t ddpm_safetensors_metadata_count(const ddpm_safetensors *f);
+const char *ddpm_safetensors_metadata_key(const ddpm_safetensors *f, int64_t i);   /* sorted */
+const char *ddpm_safetensors_metadata_value(const ddpm_safetensors *f, int64_t i);
+int64_t ddpm_safetensors_metadata_value_len(const ddpm_safetensors *f, int64_t i);
+/* Write tensors (any layout/device) and string metadata atomically (temp file, fsync, rename). */
+int ddpm_safetensors_save(const char *path, int64_t n, const char *const *names, ddpm_tensor *const *tensors,
+                          int64_t nmeta, const char *const *meta_keys, const char *const *meta_values);
+/* NumPy .npy: versions 1-3, little-endian, C order (memory-mapped); written exactly as numpy does. */
+int ddpm_npy_load(ddpm_tensor **out, const char *path);
+int ddpm_npy_save(const char *path, ddpm_tensor *t);
+/* Replace path with the bytes atomically (temp file in the same directory, fsync, rename). */
+int ddpm_write_file_atomic(const char *path, const void *data, int64_t nbytes);
 
 /* ---- data ------------------------------------------------------------------------------------------- */
 

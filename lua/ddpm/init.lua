@@ -283,6 +283,8 @@ function ddpm.is_grad_enabled() return C.ddpm_grad_enabled() ~= 0 end
 function ddpm.set_grad_enabled(on) C.ddpm_set_grad_enabled(on and 1 or 0) end
 ddpm.inference_mode = ddpm.no_grad
 
+-- file formats and generic save/load live in ddpm.io
+for _, n in ipairs({ 'load_safetensors', 'save_safetensors', 'load_npy', 'save_npy', 'save', 'load' }) do ddpm[n] = function(...) return require('ddpm.io')[n](...) end end
 function ddpm.set_num_threads(n) F.check(C.ddpm_set_num_threads(n)) end
 function ddpm.get_num_threads() return C.ddpm_get_num_threads() end
 

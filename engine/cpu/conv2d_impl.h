@@ -1,0 +1,213 @@
+/* conv2d_impl.h: the type-generic body of conv2d.c, included once per element type with
+ *   R (float or double) and SUF(name) (name##_f32 / name##_f64) defined.  Not a header to use
+ *   elsewhere. */
+
+/* col [Cg*kh*kw, Ho*Wo] <- the patches of one image's group xg [Cg, H, W] (zeros where padded) */
+static void SUF(im2col)(const conv_geom *g, const R *xg, R *col) {
+  for (int64_t c = 0; c < g->Cg; c++)
+    for (int64_t ki = 0; ki < g->kh; ki++)
+      for (int64_t kj = 0; kj < g->kw; kj++) {
+        R *row = col + ((c * g->kh + ki) * g->kw + kj) * g->OHW;
+        int64_t xoff = kj * g->dw - g->pw, lo, hi;
+        col_range(g, xoff, &lo, &hi);
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+          int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+          R *dst = row + oh * g->Wo;
+          if (ih < 0 || ih >= g->H) {
+            memset(dst, 0, sizeof(R) * (size_t)g->Wo);
+            continue;
+          }
+          const R *src = xg + (c * g->H + ih) * g->W + xoff;
+          for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
+          if (g->sw == 1) memcpy(dst + lo, src + lo, sizeof(R) * (size_t)(hi - lo));
+          else
+            for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * g->sw];
+          for (int64_t ow = hi; ow < g->Wo; ow++) dst[ow] = 0;
+        }
+      }
+}
+
+/* gxg [Cg, H, W] += the patches in col (the adjoint of im2col) */
+static void SUF(col2im)(const conv_geom *g, const R *col, R *gxg) {
+  for (int64_t c = 0; c < g->Cg; c++)
+    for (int64_t ki = 0; ki < g->kh; ki++)
+      for (int64_t kj = 0; kj < g->kw; kj++) {
+        const R *row = col + ((c * g->kh + ki) * g->kw + kj) * g->OHW;
+        int64_t xoff = kj * g->dw - g->pw, lo, hi;
+        col_range(g, xoff, &lo, &hi);
+        for (int64_t oh = 0; oh < g->Ho; oh++) {
+          int64_t ih = oh * g->sh - g->ph + ki * g->dh;
+          if (ih < 0 || ih >= g->H) continue;
+          const R *src = row + oh * g->Wo;
+          R *dst = gxg + (c * g->H + ih) * g->W + xoff;
+          if (g->sw == 1)
+            for (int64_t ow = lo; ow < hi; ow++) dst[ow] += src[ow];
+          else
+            for (int64_t ow = lo; ow < hi; ow++) dst[ow * g->sw] += src[ow];
+        }
+      }
+}
+
+/* y[n] = w (*) x[n] + bias, one GEMM per group: [Og, K] x [K, Ho*Wo] */
+static void SUF(fwd_image)(const conv_geom *g, const R *x, const R *w, const R *b, R *y, int64_t n, R *col) {
+  for (int64_t grp = 0; grp < g->G; grp++) {
+    const R *xg = x + (n * g->C + grp * g->Cg) * g->HW;
+    const R *wg = w + grp * g->Og * g->K;
+    R *yg = y + (n * g->O + grp * g->Og) * g->OHW;
+    const R *B = xg;
+    if (!g->direct) {
+      SUF(im2col)(g, xg, col);
+      B = col;
+    }
+    R beta = 0;
+    if (b) { /* seed with the bias and let the GEMM accumulate onto it */
+      for (int64_t o = 0; o < g->Og; o++) {
+        R v = b[grp * g->Og + o], *yr = yg + o * g->OHW;
+        for (int64_t k = 0; k < g->OHW; k++) yr[k] = v;
+      }
+      beta = 1;
+    }
+    SUF(gemm)(false, false, g->Og, g->OHW, g->K, 1, wg, g->K, B, g->OHW, beta, yg, g->OHW);
+  }
+}
+
+/* gx[n] = w^T gy[n], through a column buffer and col2im unless the conv is a plain GEMM */
+static void SUF(bwd_input_image)(const conv_geom *g, const R *gy, const R *w, R *gx, int64_t n, R *col) {
+  for (int64_t grp = 0; grp < g->G; grp++) {
+    const R *gyg = gy + (n * g->O + grp * g->Og) * g->OHW;
+    const R *wg = w + grp * g->Og * g->K;
+    R *gxg = gx + (n * g->C + grp * g->Cg) * g->HW;
+    if (g->direct) {
+      SUF(gemm)(true, false, g->K, g->OHW, g->Og, 1, wg, g->K, gyg, g->OHW, 0, gxg, g->OHW);
+    } else {
+      SUF(gemm)(true, false, g->K, g->OHW, g->Og, 1, wg, g->K, gyg, g->OHW, 0, col, g->OHW);
+      memset(gxg, 0, sizeof(R) * (size_t)(g->Cg * g->HW));
+      SUF(col2im)(g, col, gxg);
+    }
+  }
+}
+
+/* acc [O, K] (+)= gy[n] x col(x[n])^T; bacc[o] += sum of gy[n, o] (double, for accuracy) */
+static void SUF(bwd_weight_image)(const conv_geom *g, const R *gy, const R *x, R *acc, double *bacc, int64_t n,
+                                  R *col, bool first) {
+  for (int64_t grp = 0; grp < g->G; grp++) {
+    const R *gyg = gy + (n * g->O + grp * g->Og) * g->OHW;
+    if (x) {
+      const R *xg = x + (n * g->C + grp * g->Cg) * g->HW;
+      const R *B = xg;
+      if (!g->direct) {
+        SUF(im2col)(g, xg, col);
+        B = col;
+      }
+      SUF(gemm)(false, true, g->Og, g->K, g->OHW, 1, gyg, g->OHW, B, g->OHW, first ? 0 : 1, acc + grp * g->Og * g->K,
+                g->K);
+    }
+    if (bacc)
+      for (int64_t o = 0; o < g->Og; o++) {
+        const R *r = gyg + o * g->OHW;
+        R s = 0;
+        for (int64_t k = 0; k < g->OHW; k++) s += r[k];
+        bacc[grp * g->Og + o] += (double)s;
+      }
+  }
+}
+
+static int SUF(conv_forward)(const conv_geom *g, const R *x, const R *w, const R *b, R *y) {
+  size_t colb = g->direct ? 0 : sizeof(R) * (size_t)(g->K * g->OHW);
+  int failed = 0;
+  if (cpu_nn_split(g->N)) {
+#pragma omp parallel
+    {
+      R *col = colb ? cpu_scratch(0, colb) : NULL;
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < g->N; n++) {
+        if (colb && !col) {
+#pragma omp atomic write
+          failed = 1;
+        } else
+          SUF(fwd_image)(g, x, w, b, y, n, col);
+      }
+    }
+  } else {
+    R *col = colb ? cpu_scratch(0, colb) : NULL;
+    if (colb && !col) failed = 1;
+    for (int64_t n = 0; !failed && n < g->N; n++) SUF(fwd_image)(g, x, w, b, y, n, col);
+  }
+  return failed ? DDPM_FAIL(DDPM_ERR_OOM, "conv2d: out of memory for a %lld x %lld column buffer", (long long)g->K,
+                            (long long)g->OHW)
+                : DDPM_OK;
+}
+
+static int SUF(conv_backward_input)(const conv_geom *g, const R *gy, const R *w, R *gx) {
+  size_t colb = g->direct ? 0 : sizeof(R) * (size_t)(g->K * g->OHW);
+  int failed = 0;
+  if (cpu_nn_split(g->N)) {
+#pragma omp parallel
+    {
+      R *col = colb ? cpu_scratch(0, colb) : NULL;
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < g->N; n++) {
+        if (colb && !col) {
+#pragma omp atomic write
+          failed = 1;
+        } else
+          SUF(bwd_input_image)(g, gy, w, gx, n, col);
+      }
+    }
+  } else {
+    R *col = colb ? cpu_scratch(0, colb) : NULL;
+    if (colb && !col) failed = 1;
+    for (int64_t n = 0; !failed && n < g->N; n++) SUF(bwd_input_image)(g, gy, w, gx, n, col);
+  }
+  return failed ? DDPM_FAIL(DDPM_ERR_OOM, "conv2d backward: out of memory for a column buffer") : DDPM_OK;
+}
+
+/* Each thread accumulates a fixed range of images into its own partial (thread 0 straight into
+ * gw), then the partials are summed in thread order: deterministic for a given thread count. */
+static int SUF(conv_backward_weight)(const conv_geom *g, const R *gy, const R *x, R *gw, R *gb) {
+  size_t colb = g->direct ? 0 : sizeof(R) * (size_t)(g->K * g->OHW);
+  int64_t wn = g->O * g->K;
+  int failed = 0;
+  int nt = cpu_nn_split(g->N) ? omp_get_max_threads() : 1;
+  if (nt > g->N) nt = (int)g->N;
+  R *part[64] = {0};
+  double *bpart[64] = {0};
+  if (nt > 64) nt = 64;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    int t = omp_get_thread_num(), T = omp_get_num_threads();
+    int64_t lo = g->N * t / T, hi = g->N * (t + 1) / T;
+    R *col = colb ? cpu_scratch(0, colb) : NULL;
+    R *acc = (t == 0 || !gw) ? gw : cpu_scratch(1, sizeof(R) * (size_t)wn);
+    double *bacc = gb ? cpu_scratch(2, sizeof(double) * (size_t)g->O) : NULL;
+    if ((colb && !col && gw) || (gw && !acc) || (gb && !bacc)) {
+#pragma omp atomic write
+      failed = 1;
+    } else {
+      part[t] = acc;
+      bpart[t] = bacc;
+      if (bacc) memset(bacc, 0, sizeof(double) * (size_t)g->O);
+      if (acc && hi == lo) memset(acc, 0, sizeof(R) * (size_t)wn);
+      for (int64_t n = lo; n < hi; n++) SUF(bwd_weight_image)(g, gy, gw ? x : NULL, acc, bacc, n, col, n == lo);
+    }
+#pragma omp barrier
+    int ok;
+#pragma omp atomic read
+    ok = failed;
+    ok = !ok;
+    if (ok) {
+      /* reduce the partials, each thread a slice of the weight gradient */
+      int64_t a = wn * t / T, b = wn * (t + 1) / T;
+      if (gw)
+        for (int k = 1; k < T; k++)
+          for (int64_t e = a; e < b; e++) gw[e] += part[k][e];
+      if (gb && t == 0)
+        for (int64_t o = 0; o < g->O; o++) {
+          double s = 0;
+          for (int k = 0; k < T; k++) s += bpart[k][o];
+          gb[o] = (R)s;
+        }
+    }
+  }
+  return failed ? DDPM_FAIL(DDPM_ERR_OOM, "conv2d backward: out of memory for weight-gradient buffers") : DDPM_OK;
+}

@@ -1,0 +1,141 @@
+/* norm.c: CPU group_norm (optionally fused with SiLU) and layer_norm, forward and backward.
+ * Forward: per group (or row) mean and rstd = 1/sqrt(var + eps) from two passes in double, saved
+ * for backward; y = x * scale + shift with scale = rstd * w, shift = b - mean * scale.
+ * Backward: one pass of sums per group/row, then dx in closed form; weight and bias gradients
+ * come from per-sample partials reduced in a fixed order (deterministic). */
+#include "nn_cpu.h"
+#include <math.h>
+
+#define R float
+#define SUF(n) n##_f32
+#define EXP expf
+#include "norm_impl.h"
+#undef R
+#undef SUF
+#undef EXP
+#define R double
+#define SUF(n) n##_f64
+#define EXP exp
+#include "norm_impl.h"
+#undef R
+#undef SUF
+#undef EXP
+
+#define PTR(t) ((t) ? (void *)ddpm_ptr(t) : NULL)
+
+static int64_t grain_for(int64_t work_per_item) {
+  int64_t g = 16384 / (work_per_item > 0 ? work_per_item : 1);
+  return g > 0 ? g : 1;
+}
+
+static int group_norm_fwd(ddpm_call *c, bool silu) {
+  ddpm_tensor *x = c->in[0];
+  DDPM_TRY(cpu_nn_dtype("group_norm", x->dtype));
+  int64_t N = x->shape[0], C = x->shape[1], G = c->i[0];
+  int64_t S = (N * C) != 0 ? ddpm_tensor_numel(x) / (N * C) : 0;
+  int64_t M = C / G * S;
+  if (x->dtype == DDPM_FLOAT32) {
+    gn_ctx_f32 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
+                    NULL, NULL, NULL, N, C, S, G, c->f[0], silu, 0};
+    cpu_parallel_for(N * G, grain_for(M), gn_fwd_range_f32, &k);
+  } else {
+    gn_ctx_f64 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
+                    NULL, NULL, NULL, N, C, S, G, c->f[0], silu, 0};
+    cpu_parallel_for(N * G, grain_for(M), gn_fwd_range_f64, &k);
+  }
+  return DDPM_OK;
+}
+int cpu_GROUP_NORM(ddpm_call *c) { return group_norm_fwd(c, false); }
+int cpu_GROUP_NORM_SILU(ddpm_call *c) { return group_norm_fwd(c, true); }
+
+/* sum the [N, C] partials over N into an output of the element type */
+static void reduce_partials(const double *p, int64_t N, int64_t C, void *out, int dtype) {
+  for (int64_t ch = 0; ch < C; ch++) {
+    double s = 0;
+    for (int64_t n = 0; n < N; n++) s += p[n * C + ch];
+    if (dtype == DDPM_FLOAT32) ((float *)out)[ch] = (float)s;
+    else ((double *)out)[ch] = s;
+  }
+}
+
+int cpu_GROUP_NORM_BWD(ddpm_call *c) {
+  ddpm_tensor *gy = c->in[0], *x = c->in[1], *gw = c->out[1], *gb = c->out[2];
+  DDPM_TRY(cpu_nn_dtype("group_norm backward", x->dtype));
+  int64_t N = x->shape[0], C = x->shape[1], G = c->i[0];
+  int64_t S = (N * C) != 0 ? ddpm_tensor_numel(x) / (N * C) : 0;
+  int64_t M = C / G * S;
+  bool silu = c->i[1] != 0;
+  double *pdw = gw ? malloc(sizeof(double) * (size_t)(N * C + 1)) : NULL;
+  double *pdb = gb ? malloc(sizeof(double) * (size_t)(N * C + 1)) : NULL;
+  int failed = (gw && !pdw) || (gb && !pdb);
+  if (!failed) {
+    if (x->dtype == DDPM_FLOAT32) {
+      gn_ctx_f32 k = {PTR(x), PTR(c->in[4]), PTR(c->in[5]), PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]),
+                      PTR(c->out[0]), pdw, pdb, N, C, S, G, 0, silu, 0};
+      cpu_parallel_for(N * G, grain_for(M), gn_bwd_range_f32, &k);
+      failed = k.failed;
+    } else {
+      gn_ctx_f64 k = {PTR(x), PTR(c->in[4]), PTR(c->in[5]), PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]),
+                      PTR(c->out[0]), pdw, pdb, N, C, S, G, 0, silu, 0};
+      cpu_parallel_for(N * G, grain_for(M), gn_bwd_range_f64, &k);
+      failed = k.failed;
+    }
+  }
+  if (!failed) {
+    if (gw) reduce_partials(pdw, N, C, ddpm_ptr(gw), gw->dtype);
+    if (gb) reduce_partials(pdb, N, C, ddpm_ptr(gb), gb->dtype);
+  }
+  free(pdw);
+  free(pdb);
+  return failed ? DDPM_FAIL(DDPM_ERR_OOM, "group_norm backward: out of memory for gradient partials") : DDPM_OK;
+}
+
+int cpu_LAYER_NORM(ddpm_call *c) {
+  ddpm_tensor *x = c->in[0];
+  DDPM_TRY(cpu_nn_dtype("layer_norm", x->dtype));
+  int64_t D = c->i[0], rows = D ? ddpm_tensor_numel(x) / D : 0;
+  if (x->dtype == DDPM_FLOAT32) {
+    ln_ctx_f32 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
+                    NULL, NULL, NULL, rows, D, c->f[0]};
+    cpu_parallel_for(rows, grain_for(D), ln_fwd_range_f32, &k);
+  } else {
+    ln_ctx_f64 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
+                    NULL, NULL, NULL, rows, D, c->f[0]};
+    cpu_parallel_for(rows, grain_for(D), ln_fwd_range_f64, &k);
+  }
+  return DDPM_OK;
+}
+
+/* Threads take fixed row ranges and keep [D] partials of the weight/bias gradients each; the
+ * partials are summed in thread order afterwards. */
+int cpu_LAYER_NORM_BWD(ddpm_call *c) {
+  ddpm_tensor *gy = c->in[0], *x = c->in[1], *gw = c->out[1], *gb = c->out[2];
+  DDPM_TRY(cpu_nn_dtype("layer_norm backward", x->dtype));
+  int64_t D = c->i[0], rows = D ? ddpm_tensor_numel(x) / D : 0;
+  int T = cpu_nn_split(rows) && rows * D >= 16384 ? omp_get_max_threads() : 1;
+  double *pdw = gw ? calloc((size_t)(T * D + 1), sizeof(double)) : NULL;
+  double *pdb = gb ? calloc((size_t)(T * D + 1), sizeof(double)) : NULL;
+  if ((gw && !pdw) || (gb && !pdb)) {
+    free(pdw);
+    free(pdb);
+    return DDPM_FAIL(DDPM_ERR_OOM, "layer_norm backward: out of memory for gradient partials");
+  }
+  bool f32 = x->dtype == DDPM_FLOAT32;
+  ln_ctx_f32 k32 = {PTR(x), PTR(c->in[4]), NULL, PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]), PTR(c->out[0]),
+                    pdw, pdb, rows, D, 0};
+  ln_ctx_f64 k64 = {PTR(x), PTR(c->in[4]), NULL, PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]), PTR(c->out[0]),
+                    pdw, pdb, rows, D, 0};
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    int t = omp_get_thread_num(), TT = omp_get_num_threads();
+    int64_t lo = rows * t / TT, hi = rows * (t + 1) / TT;
+    double *pw = pdw ? pdw + t * D : NULL, *pb = pdb ? pdb + t * D : NULL;
+    if (f32) ln_bwd_rows_f32(&k32, lo, hi, pw, pb);
+    else ln_bwd_rows_f64(&k64, lo, hi, pw, pb);
+  }
+  if (gw) reduce_partials(pdw, T, D, ddpm_ptr(gw), gw->dtype);
+  if (gb) reduce_partials(pdb, T, D, ddpm_ptr(gb), gb->dtype);
+  free(pdw);
+  free(pdb);
+  return DDPM_OK;
+}
