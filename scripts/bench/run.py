@@ -119,6 +119,8 @@ def summarize(key, label, runs):
         }
     o, p = out["ours"]["seconds"], out["peer"]["seconds"]
     out["speed_ratio"] = (p / o) if (o and p) else None
+    co, cp = out["ours"]["cpu_seconds"], out["peer"]["cpu_seconds"]
+    out["cpu_ratio"] = (cp / co) if (co and cp) else None
     mo, mp = out["ours"]["peak_rss_mb"], out["peer"]["peak_rss_mb"]
     out["memory_ratio"] = (mo / mp) if (mo and mp) else None
     return out
@@ -129,21 +131,22 @@ def fmt(v, spec):
 
 
 def table(rows):
-    lines = ["| measurement | ddpm-lua s | peer s | speed ratio (peer/ours) | ddpm-lua img/s | peer img/s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| measurement | ddpm-lua s | peer s | speed ratio (peer/ours) | CPU-time ratio (peer/ours) "
+             "| ddpm-lua img/s | peer img/s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         o, p = r["ours"], r["peer"]
         oi = o["batch"] / o["seconds"] if o["seconds"] and o["batch"] and r["key"] != "startup" else None
         pi = p["batch"] / p["seconds"] if p["seconds"] and p["batch"] and r["key"] != "startup" else None
         note = o["unsupported"] or (o["errors"][0] if o["errors"] and not o["seconds"] else None)
         pnote = p["unsupported"] or (p["errors"][0] if p["errors"] and not p["seconds"] else None)
-        lines.append("| %s | %s | %s | %s | %s | %s |" % (
+        lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
             r["label"], fmt(o["seconds"], ".3f") if not note else "n/a: " + note,
             fmt(p["seconds"], ".3f") if not pnote else "n/a: " + pnote,
-            fmt(r["speed_ratio"], ".2f"), fmt(oi, ".1f"), fmt(pi, ".1f")))
+            fmt(r["speed_ratio"], ".2f"), fmt(r["cpu_ratio"], ".2f"), fmt(oi, ".1f"), fmt(pi, ".1f")))
     mem = next((r for r in rows if r["key"] == "train_step_b128"), None)
     if mem:
-        lines.append("| peak RSS while training at batch 128 (MiB; ratio ours/peer) | %s | %s | %s | | |" % (
+        lines.append("| peak RSS while training at batch 128 (MiB; ratio ours/peer) | %s | %s | %s | | | |" % (
             fmt(mem["ours"]["peak_rss_mb"], ".0f"), fmt(mem["peer"]["peak_rss_mb"], ".0f"), fmt(mem["memory_ratio"], ".2f")))
     return "\n".join(lines)
 

@@ -67,6 +67,13 @@ def now():
     return time.perf_counter()
 
 
+def cpu_time():
+    return time.process_time()  # user + system of every thread of the process
+
+
+median = statistics.median
+
+
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
@@ -89,3 +96,9 @@ def emit(name, batch, times, args, **extra):
     rec.update(extra)
     print(json.dumps(rec), flush=True)
     return rec
+
+
+def unsupported(name, batch, args, why):
+    """A measurement the peer cannot run: a line saying so, instead of a time."""
+    print(json.dumps({"name": name, "impl": "peer", "batch": batch, "unsupported": why,
+                      "threads": args.threads, "versions": versions()}), flush=True)

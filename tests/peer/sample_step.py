@@ -15,14 +15,15 @@ sched.set_timesteps(common.TRAIN_TIMESTEPS)
 labels = torch.nn.functional.one_hot(torch.arange(args.batch) % common.NUM_CLASSES, common.NUM_CLASSES).float()
 x = torch.randn(args.batch, 3, 16, 16)
 ts = [int(v) for v in sched.timesteps]
-times = []
+times, cpu = [], []
 with torch.no_grad():
     ehs = emb(labels).unsqueeze(1)
     for i in range(args.warmup + args.steps):
         t = ts[(i * 37) % len(ts)]
-        t0 = common.now()
+        t0, c0 = common.now(), common.cpu_time()
         eps = unet(x, t, ehs).sample
         x = sched.step(eps, t, x).prev_sample
         if i >= args.warmup:
             times.append(common.now() - t0)
-common.emit("sample_step", args.batch, times, args)
+            cpu.append(common.cpu_time() - c0)
+common.emit("sample_step", args.batch, times, args, cpu_seconds=common.median(cpu))
