@@ -110,6 +110,7 @@ def summarize(key, label, runs):
         out[impl] = {
             "seconds": med([r["seconds"] for r in recs]),
             "per_process_seconds": [r["seconds"] for r in recs],
+            "best_seconds": min((r.get("min", r["seconds"]) for r in recs), default=None),
             "cpu_seconds": med([r.get("cpu_seconds") for r in recs]),
             "peak_rss_mb": med([r.get("peak_rss_mb") for r in recs]),
             "batch": recs[0]["batch"] if recs else None,
@@ -119,6 +120,10 @@ def summarize(key, label, runs):
         }
     o, p = out["ours"]["seconds"], out["peer"]["seconds"]
     out["speed_ratio"] = (p / o) if (o and p) else None
+    # Load on a shared machine only ever adds time, so the ratio of the fastest steps is a second,
+    # less noisy view (the median one is the headline).
+    bo, bp = out["ours"]["best_seconds"], out["peer"]["best_seconds"]
+    out["best_ratio"] = (bp / bo) if (bo and bp) else None
     co, cp = out["ours"]["cpu_seconds"], out["peer"]["cpu_seconds"]
     out["cpu_ratio"] = (cp / co) if (co and cp) else None
     mo, mp = out["ours"]["peak_rss_mb"], out["peer"]["peak_rss_mb"]
@@ -131,22 +136,22 @@ def fmt(v, spec):
 
 
 def table(rows):
-    lines = ["| measurement | ddpm-lua s | peer s | speed ratio (peer/ours) | CPU-time ratio (peer/ours) "
+    lines = ["| measurement | ddpm-lua s | peer s | speed ratio (peer/ours) | best-step ratio | CPU-time ratio "
              "| ddpm-lua img/s | peer img/s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         o, p = r["ours"], r["peer"]
         oi = o["batch"] / o["seconds"] if o["seconds"] and o["batch"] and r["key"] != "startup" else None
         pi = p["batch"] / p["seconds"] if p["seconds"] and p["batch"] and r["key"] != "startup" else None
         note = o["unsupported"] or (o["errors"][0] if o["errors"] and not o["seconds"] else None)
         pnote = p["unsupported"] or (p["errors"][0] if p["errors"] and not p["seconds"] else None)
-        lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["label"], fmt(o["seconds"], ".3f") if not note else "n/a: " + note,
             fmt(p["seconds"], ".3f") if not pnote else "n/a: " + pnote,
-            fmt(r["speed_ratio"], ".2f"), fmt(r["cpu_ratio"], ".2f"), fmt(oi, ".1f"), fmt(pi, ".1f")))
+            fmt(r["speed_ratio"], ".2f"), fmt(r["best_ratio"], ".2f"), fmt(r["cpu_ratio"], ".2f"), fmt(oi, ".1f"), fmt(pi, ".1f")))
     mem = next((r for r in rows if r["key"] == "train_step_b128"), None)
     if mem:
-        lines.append("| peak RSS while training at batch 128 (MiB; ratio ours/peer) | %s | %s | %s | | | |" % (
+        lines.append("| peak RSS while training at batch 128 (MiB; ratio ours/peer) | %s | %s | %s | | | | |" % (
             fmt(mem["ours"]["peak_rss_mb"], ".0f"), fmt(mem["peer"]["peak_rss_mb"], ".0f"), fmt(mem["memory_ratio"], ".2f")))
     return "\n".join(lines)
 
@@ -197,7 +202,11 @@ def main():
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per process")
     ap.add_argument("--no-write", action="store_true", help="print only; write no files")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
+    ap.add_argument("--render", metavar="RESULTS_JSON",
+                    help="recompute the table of a saved run and rewrite docs/BENCHMARKS.md's latest section from it")
     opts = ap.parse_args()
+    if opts.render:
+        return render(opts.render)
     reps = opts.reps or (1 if opts.quick else 3)
     if not os.access(opts.ddpm_lua, os.X_OK):
         sys.exit(f"run.py: {opts.ddpm_lua} not found; build first: cmake -S . -B build && cmake --build build -j2")
@@ -249,6 +258,19 @@ def main():
         f.write("\n")
     write_markdown(result, tbl, os.path.join(ROOT, "docs", "BENCHMARKS.md"))
     print(f"\nwrote {os.path.relpath(path, ROOT)} and docs/BENCHMARKS.md")
+
+
+def render(path):
+    result = json.load(open(path))
+    labels = {m[0]: m[1] for m in measurements(False)}
+    result["rows"] = [summarize(key, labels.get(key, key), runs) for key, runs in result["raw"].items()]
+    result["json_path"] = path
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    tbl = table(result["rows"])
+    print(tbl)
+    write_markdown(result, tbl, os.path.join(ROOT, "docs", "BENCHMARKS.md"))
 
 
 if __name__ == "__main__":
