@@ -174,6 +174,13 @@ def write_markdown(result, tbl, path):
             f"ddpm-lua: ddpm.set_num_threads({result['threads']})). Repetitions: {result['reps']} processes per side, alternating.  ",
             f"Load average before/after: {result['load_before']} / {result['load_after']} (a shared machine: other work was running).", "",
             tbl, ""]
+    spread = ["Per-process seconds (the spread shows the machine's load):"]
+    for r in result["rows"]:
+        o, p = r["ours"]["per_process_seconds"], r["peer"]["per_process_seconds"]
+        if o or p:
+            spread.append(f"{r['key']}: ddpm-lua {', '.join('%.3g' % v for v in o) or '-'}; "
+                          f"peer {', '.join('%.3g' % v for v in p) or '-'}.")
+    body += [" ".join(spread), ""]
     if gflop:
         body.append(f"Training throughput at batch 128 (2.83 GFLOP per image): ddpm-lua {gflop:.1f} GFLOP/s, "
                     f"peer {fmt(pgflop, '.1f')} GFLOP/s.")
@@ -215,7 +222,7 @@ def main():
     only = [s for s in opts.only.split(",") if s]
     todo = [m for m in measurements(opts.quick) if not only or m[0] in only or m[2] in only]
     impls = ["ours"] if opts.ours_only else ["ours", "peer"]
-    command = "scripts/bench/run.sh " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = " ".join(["scripts/bench/run.sh"] + [shlex.quote(a) for a in sys.argv[1:]])
     load_before = loadavg()
     print(f"# {command}: {len(todo)} measurements x {reps} repetitions x {len(impls)} implementations, "
           f"{opts.threads} threads; load average {load_before}", flush=True)
