@@ -383,7 +383,7 @@ function F.embedding(idx, weight, opts)
   local shape = idx:shape()
   shape[#shape + 1] = weight:size(1)
   local out = weight:index_select(0, idx:reshape(-1)):view(shape)
-  local pad = type(opts) == 'number' and opts or (type(opts) == 'table' and opts.padding_idx)
+  local pad = type(opts) == 'number' and opts or (type(opts) == 'table' and opts.padding_idx or nil)
   if pad ~= nil then
     if pad < 0 then pad = pad + weight:size(0) end
     out = ddpm.where(idx:ne(pad):unsqueeze(-1), out, out:detach())
