@@ -35,6 +35,17 @@ static inline void col_range(const conv_geom *g, int64_t xoff, int64_t *lo, int6
   *hi = h;
 }
 
+/* Output rows [r0, r1) whose input row oh*sh - ph + ki*dh lies inside [0, H). */
+static inline void row_range(const conv_geom *g, int64_t ki, int64_t *r0, int64_t *r1) {
+  int64_t yoff = ki * g->dh - g->ph;
+  int64_t l = yoff >= 0 ? 0 : (-yoff + g->sh - 1) / g->sh;
+  int64_t h = g->H - 1 - yoff < 0 ? 0 : (g->H - 1 - yoff) / g->sh + 1;
+  if (h > g->Ho) h = g->Ho;
+  if (l > h) l = h;
+  *r0 = l;
+  *r1 = h;
+}
+
 #define R float
 #define SUF(n) n##_f32
 #include "conv2d_impl.h"

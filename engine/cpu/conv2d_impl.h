@@ -2,50 +2,70 @@
  *   R (float or double) and SUF(name) (name##_f32 / name##_f64) defined.  Not a header to use
  *   elsewhere. */
 
-/* col [Cg*kh*kw, Ho*Wo] <- the patches of one image's group xg [Cg, H, W] (zeros where padded) */
-static void SUF(im2col)(const conv_geom *g, const R *xg, R *col) {
+/* col [Cg*kh*kw, Ho*Wo] <- the patches of one image's group xg [Cg, H, W] (zeros where padded).
+ * With unit strides and Wo == W ("same" width) a kernel tap's rows sit in lockstep with the input
+ * rows, so the whole tap is one contiguous copy plus a few zeroed edge columns: the hot 3x3
+ * convolutions copy 1 KB blocks instead of 64-byte rows. */
+static void SUF(im2col)(const conv_geom *g, const R *restrict xg, R *restrict col) {
+  const int64_t Wo = g->Wo, W = g->W;
   for (int64_t c = 0; c < g->Cg; c++)
-    for (int64_t ki = 0; ki < g->kh; ki++)
+    for (int64_t ki = 0; ki < g->kh; ki++) {
+      int64_t r0, r1; /* output rows whose input row is inside the image */
+      row_range(g, ki, &r0, &r1);
       for (int64_t kj = 0; kj < g->kw; kj++) {
         R *row = col + ((c * g->kh + ki) * g->kw + kj) * g->OHW;
         int64_t xoff = kj * g->dw - g->pw, lo, hi;
         col_range(g, xoff, &lo, &hi);
-        for (int64_t oh = 0; oh < g->Ho; oh++) {
-          int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-          R *dst = row + oh * g->Wo;
-          if (ih < 0 || ih >= g->H) {
-            memset(dst, 0, sizeof(R) * (size_t)g->Wo);
-            continue;
+        memset(row, 0, sizeof(R) * (size_t)(r0 * Wo));
+        memset(row + r1 * Wo, 0, sizeof(R) * (size_t)((g->Ho - r1) * Wo));
+        if (r1 <= r0) continue;
+        const R *src0 = xg + (c * g->H + r0 * g->sh - g->ph + ki * g->dh) * W + xoff;
+        if (g->sw == 1 && g->sh == 1 && Wo == W && hi > lo) {
+          memcpy(row + r0 * Wo + lo, src0 + lo, sizeof(R) * (size_t)((r1 - r0 - 1) * Wo + hi - lo));
+          for (int64_t oh = r0; oh < r1; oh++) {
+            R *d = row + oh * Wo;
+            for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0;
+            for (int64_t ow = hi; ow < Wo; ow++) d[ow] = 0;
           }
-          const R *src = xg + (c * g->H + ih) * g->W + xoff;
-          for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
-          if (g->sw == 1) memcpy(dst + lo, src + lo, sizeof(R) * (size_t)(hi - lo));
+          continue;
+        }
+        for (int64_t oh = r0; oh < r1; oh++) {
+          R *d = row + oh * Wo;
+          const R *s = src0 + (oh - r0) * g->sh * W;
+          for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0;
+          if (g->sw == 1)
+            for (int64_t ow = lo; ow < hi; ow++) d[ow] = s[ow];
           else
-            for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * g->sw];
-          for (int64_t ow = hi; ow < g->Wo; ow++) dst[ow] = 0;
+            for (int64_t ow = lo; ow < hi; ow++) d[ow] = s[ow * g->sw];
+          for (int64_t ow = hi; ow < Wo; ow++) d[ow] = 0;
         }
       }
+    }
 }
 
 /* gxg [Cg, H, W] += the patches in col (the adjoint of im2col) */
-static void SUF(col2im)(const conv_geom *g, const R *col, R *gxg) {
+static void SUF(col2im)(const conv_geom *g, const R *restrict col, R *restrict gxg) {
+  const int64_t Wo = g->Wo, W = g->W;
   for (int64_t c = 0; c < g->Cg; c++)
-    for (int64_t ki = 0; ki < g->kh; ki++)
+    for (int64_t ki = 0; ki < g->kh; ki++) {
+      int64_t r0, r1;
+      row_range(g, ki, &r0, &r1);
       for (int64_t kj = 0; kj < g->kw; kj++) {
         const R *row = col + ((c * g->kh + ki) * g->kw + kj) * g->OHW;
         int64_t xoff = kj * g->dw - g->pw, lo, hi;
         col_range(g, xoff, &lo, &hi);
-        for (int64_t oh = 0; oh < g->Ho; oh++) {
-          int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-          if (ih < 0 || ih >= g->H) continue;
-          const R *src = row + oh * g->Wo;
-          R *dst = gxg + (c * g->H + ih) * g->W + xoff;
+        if (r1 <= r0) continue;
+        R *dst0 = gxg + (c * g->H + r0 * g->sh - g->ph + ki * g->dh) * W + xoff;
+        for (int64_t oh = r0; oh < r1; oh++) {
+          const R *s = row + oh * Wo;
+          R *d = dst0 + (oh - r0) * g->sh * W;
           if (g->sw == 1)
-            for (int64_t ow = lo; ow < hi; ow++) dst[ow] += src[ow];
+            for (int64_t ow = lo; ow < hi; ow++) d[ow] += s[ow];
           else
-            for (int64_t ow = lo; ow < hi; ow++) dst[ow * g->sw] += src[ow];
+            for (int64_t ow = lo; ow < hi; ow++) d[ow * g->sw] += s[ow];
         }
       }
+    }
 }
 
 /* y[n] = w (*) x[n] + bias, one GEMM per group: [Og, K] x [K, Ho*Wo] */

@@ -159,6 +159,64 @@ describe('diffusers building blocks', function()
     assert.are.same({ 2, 3, 8, 8 }, out:shape())
   end)
 
+  it('runs the other supported config options forward and backward', function()
+    local base = { sample_size = 8, in_channels = 3, out_channels = 3, layers_per_block = 1, block_out_channels = { 32, 32 },
+      down_block_types = { 'DownBlock2D', 'CrossAttnDownBlock2D' }, up_block_types = { 'CrossAttnUpBlock2D', 'UpBlock2D' },
+      norm_num_groups = 8, cross_attention_dim = 16, attention_head_dim = 2 }
+    local x = ddpm.randn(2, 3, 8, 8, gen(1))
+    local ehs = ddpm.randn(2, 3, 16, gen(2))
+    local None = M.None
+    local cases = {
+      { {}, { encoder_attention_mask = ddpm.tensor({ { 1, 1, 0 }, { 1, 0, 0 } }) } },
+      { { resnet_time_scale_shift = 'scale_shift' }, {} },
+      { { time_embedding_act_fn = 'silu', timestep_post_act = 'gelu' }, {} },
+      { { time_cond_proj_dim = 7 }, { timestep_cond = ddpm.randn(2, 7) } },
+      { { class_embed_type = 'projection', projection_class_embeddings_input_dim = 5, class_embeddings_concat = true },
+        { class_labels = ddpm.randn(2, 5) } },
+      { { class_embed_type = 'simple_projection', projection_class_embeddings_input_dim = 5 },
+        { class_labels = ddpm.randn(2, 5) } },
+      { { conv_in_kernel = 1, conv_out_kernel = 5 }, {} },
+      { { transformer_layers_per_block = { 1, 2 } }, {} },
+      { { only_cross_attention = true }, {} },
+      { { only_cross_attention = { false, true }, upcast_attention = true, use_linear_projection = true }, {} },
+      { { mid_block_type = 'UNetMidBlock2D' }, {} },
+      { { mid_block_type = None, layers_per_block = { 1, 2 }, attention_head_dim = { 2, 4 } }, {} },
+      { { center_input_sample = true, flip_sin_to_cos = false, freq_shift = 1 }, {} },
+      { { norm_num_groups = None }, {} },
+    }
+    for i, c in ipairs(cases) do
+      local cfg = {}
+      for k, v in pairs(base) do cfg[k] = v end
+      for k, v in pairs(c[1]) do cfg[k] = v end
+      local u = M.UNet2DConditionModel(cfg, gen(i))
+      local out = u(x, 3, ehs, c[2]).sample
+      assert.are.same({ 2, 3, 8, 8 }, out:shape())
+      out:sum():backward()
+      assert.is_truthy(u.conv_in.weight.grad, 'case ' .. i)
+    end
+    -- the masked-out key changes nothing: mask it and alter it
+    local u = M.UNet2DConditionModel(base, gen(0))
+    local mask = ddpm.tensor({ { 1, 1, 0 }, { 1, 1, 0 } })
+    local e2 = ddpm.cat({ ehs:narrow(1, 0, 2), ehs:narrow(1, 2, 1) * 5 }, 1)
+    ddpm.no_grad(function()
+      local a = u(x, 3, ehs, { encoder_attention_mask = mask }).sample
+      local b = u(x, 3, e2, { encoder_attention_mask = mask }).sample
+      ddpm.testing.assert_close(a, b, { atol = 1e-5 })
+    end)
+    assert.is_nil(M.UNet2DConditionModel((function()
+      local c = {}
+      for k, v in pairs(base) do c[k] = v end
+      c.mid_block_type = None
+      return c
+    end)()).mid_block)
+    assert.matches('"mid_block_type": null', M.UNet2DConditionModel((function()
+      local c = {}
+      for k, v in pairs(base) do c[k] = v end
+      c.mid_block_type = None
+      return c
+    end)()):to_json_string(), 1, true)
+  end)
+
   it('handles sizes that are not multiples of the upsampling factor', function()
     if not rawget(nn.functional, 'interpolate') then pending('needs nn.functional.interpolate (nnops)') return end
     local unet = M.UNet2DConditionModel({ in_channels = 3, out_channels = 3, layers_per_block = 1,

@@ -1,5 +1,9 @@
 -- nn_conv_spec.lua: F.conv2d against a naive loop (strides, paddings, dilations, groups, bias),
 -- gradient checks of input, weight and bias (incl. non-contiguous inputs), and its errors.
+-- LuaJIT 2.1 (this Debian beta3 snapshot) crashes sporadically (NULL read inside the VM, ~1 run in 40)
+-- when these Lua-heavy naive loops and gradchecks are JIT-compiled; valgrind and ASan find no fault in
+-- libddpm, and the interpreter never crashes, so the specs run interpreted.
+jit.off()
 local ddpm = require 'ddpm'
 local F = ddpm.nn.functional
 local testing = ddpm.testing

@@ -2,7 +2,6 @@
 -- errors, modes, freezing, dtype moves, hooks, printing, containers and custom modules.
 local ddpm = require 'ddpm'
 local nn = ddpm.nn
-require 'models_fixtures' -- keeps libddpm loaded at exit (see there)
 
 local function label_net()
   return nn.Sequential(nn.Linear(5, 64), nn.GELU(), nn.Linear(64, 64), nn.Unsqueeze(1))

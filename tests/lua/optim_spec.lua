@@ -284,3 +284,12 @@ describe('optimizer errors', function()
     assert.matches('is not a leaf', ffi.string(C.ddpm_last_error()))
   end)
 end)
+
+describe('optimizer modules', function()
+  it('are reachable as ddpm.optim.* and by file', function()
+    assert.are.equal(optim.AdamW, require('ddpm.optim.adamw'))
+    assert.are.equal(optim, ddpm.optim)
+    assert.matches('pass model:parameters%(%) rather than the model',
+      errmsg(optim.Adam, { parameters = function() return {} end }))
+  end)
+end)

@@ -4,7 +4,7 @@
 -- F.scaled_dot_product_attention (one key token, as with the label embedding, costs ~nothing).
 local class = require 'ddpm.class'
 local nn = require 'ddpm.nn'
-local Fo = require 'ddpm.nn.fops'
+local F = require 'ddpm.nn.functional'
 local U = require 'ddpm.models.util'
 local raise = require('ddpm.ffi').raise
 
@@ -82,8 +82,8 @@ function Attention:forward(hidden_states, encoder_hidden_states, attention_mask)
   local v = self.to_v(ctx)
   local h = self.heads
   if attention_mask ~= nil and attention_mask:dim() == 3 then attention_mask = attention_mask:unsqueeze(1) end
-  local o = Fo.scaled_dot_product_attention(heads_view(q, h), heads_view(k, h), heads_view(v, h), attention_mask, 0.0,
-    false, { scale = self.scale })
+  local o = F.scaled_dot_product_attention(heads_view(q, h), heads_view(k, h), heads_view(v, h),
+    { attn_mask = attention_mask, scale = self.scale })
   local s = o:shape()
   o = o:transpose(1, 2):reshape(s[1], s[3], s[2] * s[4])
   o = self.to_out[1](o)

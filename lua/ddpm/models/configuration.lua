@@ -11,12 +11,17 @@ M.DIFFUSERS_VERSION = '0.27.2'
 
 local ok_cjson, cjson = pcall(require, 'cjson')
 
+-- None: an explicit null in a config (Lua tables cannot hold nil, so `mid_block_type = None`
+-- says "no mid block" where leaving the key out means "the default").  It is JSON's null.
+M.None = ok_cjson and cjson.null or setmetatable({}, { __tostring = function() return 'None' end })
+
 -- ---- JSON reading ------------------------------------------------------------------------------------
-local function denull(v)
-  if ok_cjson and v == cjson.null then return nil end
+-- nulls inside values become nil; top-level nulls stay M.None (explicit) for resolve()
+local function denull(v, top)
+  if v == M.None then return (not top) and nil or v end
   if type(v) == 'table' then
     local out = {}
-    for k, x in pairs(v) do out[k] = denull(x) end
+    for k, x in pairs(v) do out[k] = denull(x, false) end
     return out
   end
   return v
@@ -31,7 +36,9 @@ function M.read_json(path)
   local ok, v = pcall(cjson.decode, text)
   if not ok then raise(string.format('%s: not valid JSON (%s)', path, tostring(v))) end
   if type(v) ~= 'table' then raise(path .. ': expected a JSON object') end
-  return denull(v)
+  local out = {}
+  for k, x in pairs(v) do out[k] = denull(x, true) end
+  return out
 end
 
 -- ---- JSON writing as Python's json.dumps(indent=2, sort_keys=True) ------------------------------------------
@@ -149,7 +156,7 @@ function M.resolve(schema, user, owner)
   for _, e in ipairs(schema.list) do
     local name, default, kind, supported = e[1], e[2], e[3], e[4]
     local v = user[name]
-    if v == nil then v = copy(default) else v = copy(v) end
+    if v == nil then v = copy(default) elseif v == M.None then v = nil else v = copy(v) end
     if not kind_ok(kind, v) then
       raise(string.format('%s: config key %s must be %s, got %s', owner, name,
         ({ int = 'an integer', float = 'a number', number = 'a number', bool = 'a boolean', string = 'a string',

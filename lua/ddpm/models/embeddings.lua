@@ -28,7 +28,7 @@ function M.get_timestep_embedding(timesteps, dim, flip, shift, scale, max_period
   if scale and scale ~= 1 then emb = emb * scale end
   local s, c = emb:sin(), emb:cos()
   emb = flip and ddpm.cat({ c, s }, -1) or ddpm.cat({ s, c }, -1)
-  if dim % 2 == 1 then emb = require('ddpm.nn.fops').pad(emb, { 0, 1, 0, 0 }) end
+  if dim % 2 == 1 then emb = require('ddpm.nn.functional').pad(emb, { 0, 1, 0, 0 }) end
   return emb
 end
 

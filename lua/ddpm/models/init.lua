@@ -2,6 +2,9 @@
 -- parameter names so checkpoints move between diffusers and ddpm-lua.
 local M = {}
 
+-- None: an explicit null config value, e.g. {mid_block_type = ddpm.models.None}
+M.None = require('ddpm.models.configuration').None
+
 local lazy = {
   UNet2DConditionModel = function() return require 'ddpm.models.unet_2d_condition' end,
   UNet2DModel = function() return require 'ddpm.models.unet_2d' end,

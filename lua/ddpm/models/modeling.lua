@@ -55,7 +55,8 @@ function M.install(cls, schema)
     return cls(src, opts)
   end
 
-  -- load_config(dir_or_path) -> the config table as stored (without '_' keys)
+  -- load_config(dir_or_path) -> the config table as stored (without '_' keys; JSON nulls are
+  -- ddpm.models.None, so the table rebuilds the same model)
   function cls.load_config(src)
     local path = isdir(src) and (src .. '/' .. M.CONFIG_NAME) or src
     local raw = C.read_json(path)

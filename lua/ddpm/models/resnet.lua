@@ -57,7 +57,7 @@ end
 
 function ResnetBlock2D:forward(input_tensor, temb)
   local act = self.nonlinearity
-  local h = act(self.norm1(input_tensor))
+  local h = U.norm_act(self.norm1, act, input_tensor)
   local r = self.upsample or self.downsample
   if r then
     input_tensor = r(input_tensor)
@@ -70,13 +70,13 @@ function ResnetBlock2D:forward(input_tensor, temb)
   end
   if self.time_embedding_norm == 'default' then
     if temb ~= nil then h = h + temb end
-    h = self.norm2(h)
+    h = U.norm_act(self.norm2, act, h)
   else
     if temb == nil then raise("ResnetBlock2D: temb should not be nil when time_embedding_norm is 'scale_shift'") end
     local ss = temb:chunk(2, 1)
-    h = self.norm2(h) * (ss[1] + 1) + ss[2]
+    h = act(self.norm2(h) * (ss[1] + 1) + ss[2])
   end
-  h = self.dropout(act(h))
+  h = self.dropout(h)
   h = self.conv2(h)
   if self.conv_shortcut then input_tensor = self.conv_shortcut(input_tensor) end
   local out = input_tensor + h

@@ -2,7 +2,7 @@
 -- Upsample2D (nearest 2x, then an optional 3x3 conv).
 local class = require 'ddpm.class'
 local nn = require 'ddpm.nn'
-local Fo = require 'ddpm.nn.fops'
+local F = require 'ddpm.nn.functional'
 local U = require 'ddpm.models.util'
 local raise = require('ddpm.ffi').raise
 
@@ -38,7 +38,7 @@ function Downsample2D:forward(x)
     local h, w = math.floor(H / 2), math.floor(W / 2)
     return x:narrow(2, 0, 2 * h):narrow(3, 0, 2 * w):reshape(B, C, h, 2, w, 2):mean({ 3, 5 })
   end
-  if self.padding == 0 then x = Fo.pad(x, { 0, 1, 0, 1 }, 'constant', 0) end
+  if self.padding == 0 then x = F.pad(x, { 0, 1, 0, 1 }, 'constant', 0) end
   return self.conv(x)
 end
 M.Downsample2D = Downsample2D
@@ -70,9 +70,9 @@ function Upsample2D:forward(x, output_size)
   end
   if self.interpolate then
     if output_size == nil then
-      x = Fo.interpolate(x, { scale_factor = 2.0, mode = 'nearest' })
+      x = F.interpolate(x, { scale_factor = 2.0, mode = 'nearest' })
     else
-      x = Fo.interpolate(x, { size = output_size, mode = 'nearest' })
+      x = F.interpolate(x, { size = output_size, mode = 'nearest' })
     end
   end
   if self.use_conv then x = (self.conv or self.Conv2d_0)(x) end

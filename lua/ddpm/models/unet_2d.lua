@@ -166,7 +166,7 @@ function UNet2DModel:forward(sample, timestep, opts)
     for _ = 1, k do res[#res] = nil end
     sample = blk(sample, skips, emb)
   end
-  sample = self.conv_out(self.conv_act(self.conv_norm_out(sample)))
+  sample = self.conv_out(U.norm_act(self.conv_norm_out, self.conv_act, sample))
   return { sample = sample }
 end
 

@@ -366,7 +366,7 @@ function UNet2DConditionModel:forward(sample, timestep, encoder_hidden_states, o
   end
 
   if self.conv_norm_out then
-    sample = self.conv_act(self.conv_norm_out(sample))
+    sample = U.norm_act(self.conv_norm_out, self.conv_act, sample)
   end
   sample = self.conv_out(sample)
   return { sample = sample }

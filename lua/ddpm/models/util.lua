@@ -47,6 +47,20 @@ function M.get_activation(name)
   return nn[cls]()
 end
 
+-- act(norm(x)) for a GroupNorm and an activation module, as one fused kernel when the
+-- activation is SiLU and neither module has hooks (same values and gradients, less memory)
+local F = require 'ddpm.nn.functional'
+local class = require 'ddpm.class'
+local function hooked(m) return rawget(m, '_forward_hooks') ~= nil or rawget(m, '_forward_pre_hooks') ~= nil end
+function M.norm_act(norm, act, x)
+  if F.group_norm_silu and getmetatable(act) == nn.SiLU and getmetatable(norm) == nn.GroupNorm and not hooked(norm)
+    and not hooked(act) then
+    return F.group_norm_silu(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
+  end
+  return act(norm(x))
+end
+M._class = class
+
 function M.is_list(v) return type(v) == 'table' and not ddpm.is_tensor(v) end
 
 return M

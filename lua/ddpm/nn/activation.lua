@@ -1,7 +1,7 @@
 -- nn/activation.lua: parameter-free activation layers (GELU, SiLU, ReLU, Sigmoid, Tanh, Mish).
 local class = require 'ddpm.class'
 local Module = require 'ddpm.nn.module'
-local Fo = require 'ddpm.nn.fops'
+local F = require 'ddpm.nn.functional'
 local raise = require('ddpm.ffi').raise
 
 local M = {}
@@ -17,7 +17,7 @@ function GELU:__init(approximate)
   end
   self.approximate = approximate
 end
-function GELU:forward(x) return Fo.gelu(x, { approximate = self.approximate }) end
+function GELU:forward(x) return F.gelu(x, { approximate = self.approximate }) end
 function GELU:extra_repr() return "approximate='" .. self.approximate .. "'" end
 M.GELU = GELU
 
@@ -28,7 +28,7 @@ local function simple(name, fn)
   M[name] = cls
   return cls
 end
-simple('SiLU', function(x) return Fo.silu(x) end)
+simple('SiLU', function(x) return F.silu(x) end)
 simple('ReLU', function(x) return x:relu() end)
 simple('Sigmoid', function(x) return x:sigmoid() end)
 simple('Tanh', function(x) return x:tanh() end)

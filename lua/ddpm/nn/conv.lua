@@ -3,7 +3,7 @@ local class = require 'ddpm.class'
 local Module = require 'ddpm.nn.module'
 local init = require 'ddpm.nn.initializers'
 local U = require 'ddpm.nn.common'
-local Fo = require 'ddpm.nn.fops'
+local F = require 'ddpm.nn.functional'
 local R = require 'ddpm.nn.pyrepr'
 local raise = require('ddpm.ffi').raise
 
@@ -47,7 +47,7 @@ function Conv2d:reset_parameters(generator)
 end
 local function arg(p) return p[1] == p[2] and p[1] or p end
 function Conv2d:forward(x)
-  return Fo.conv2d(x, self.weight, self.bias, arg(self.stride), arg(self.padding), arg(self.dilation), self.groups)
+  return F.conv2d(x, self.weight, self.bias, arg(self.stride), arg(self.padding), arg(self.dilation), self.groups)
 end
 function Conv2d:extra_repr()
   local s = string.format('%d, %d, kernel_size=%s, stride=%s', self.in_channels, self.out_channels,

@@ -2,7 +2,7 @@
 -- the rest by 1/(1-p); the identity (the same tensor) in eval mode or with p = 0.
 local class = require 'ddpm.class'
 local Module = require 'ddpm.nn.module'
-local Fo = require 'ddpm.nn.fops'
+local F = require 'ddpm.nn.functional'
 local R = require 'ddpm.nn.pyrepr'
 local raise = require('ddpm.ffi').raise
 
@@ -21,7 +21,7 @@ function Dropout:__init(p, inplace)
 end
 function Dropout:forward(x)
   if not self.training or self.p == 0 then return x end
-  return Fo.dropout(x, self.p, true)
+  return F.dropout(x, self.p, true)
 end
 function Dropout:extra_repr() return string.format('p=%s, inplace=%s', R.float(self.p), R.bool(self.inplace)) end
 M.Dropout = Dropout

@@ -3,7 +3,7 @@ local class = require 'ddpm.class'
 local Module = require 'ddpm.nn.module'
 local init = require 'ddpm.nn.initializers'
 local U = require 'ddpm.nn.common'
-local Fo = require 'ddpm.nn.fops'
+local F = require 'ddpm.nn.functional'
 local R = require 'ddpm.nn.pyrepr'
 
 local M = {}
@@ -29,7 +29,7 @@ function Linear:reset_parameters(generator)
     init.uniform_(self.bias, -bound, bound, o)
   end
 end
-function Linear:forward(x) return Fo.linear(x, self.weight, self.bias) end
+function Linear:forward(x) return F.linear(x, self.weight, self.bias) end
 function Linear:extra_repr()
   return string.format('in_features=%d, out_features=%d, bias=%s', self.in_features, self.out_features,
     R.bool(self.bias ~= nil))

@@ -1,7 +1,7 @@
 -- nn/loss.lua: MSELoss and L1Loss modules (reduction 'mean' | 'sum' | 'none').
 local class = require 'ddpm.class'
 local Module = require 'ddpm.nn.module'
-local Fo = require 'ddpm.nn.fops'
+local F = require 'ddpm.nn.functional'
 local raise = require('ddpm.ffi').raise
 
 local M = {}
@@ -16,7 +16,7 @@ local function loss(name, fname)
     end
     self.reduction = r
   end
-  function cls:forward(input, target) return Fo[fname](input, target, { reduction = self.reduction }) end
+  function cls:forward(input, target) return F[fname](input, target, { reduction = self.reduction }) end
   M[name] = cls
 end
 loss('MSELoss', 'mse_loss')

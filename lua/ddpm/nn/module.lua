@@ -17,6 +17,7 @@ local raise = F.raise
 local is_tensor = T.is_tensor
 
 local Module = class('Module')
+Module.training = true -- instances set their own flag; this covers a subclass that skips __init
 
 local function lists(self)
   local p = rawget(self, '_parameters')

@@ -3,7 +3,7 @@ local class = require 'ddpm.class'
 local Module = require 'ddpm.nn.module'
 local init = require 'ddpm.nn.initializers'
 local U = require 'ddpm.nn.common'
-local Fo = require 'ddpm.nn.fops'
+local F = require 'ddpm.nn.functional'
 local R = require 'ddpm.nn.pyrepr'
 local raise = require('ddpm.ffi').raise
 
@@ -30,7 +30,7 @@ function GroupNorm:__init(...)
     self:register_parameter('bias', nil)
   end
 end
-function GroupNorm:forward(x) return Fo.group_norm(x, self.num_groups, self.weight, self.bias, self.eps) end
+function GroupNorm:forward(x) return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps) end
 function GroupNorm:extra_repr()
   return string.format('%d, %d, eps=%s, affine=%s', self.num_groups, self.num_channels, R.float(self.eps),
     R.bool(self.affine))
@@ -59,7 +59,7 @@ function LayerNorm:__init(...)
     self:register_parameter('bias', nil)
   end
 end
-function LayerNorm:forward(x) return Fo.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps) end
+function LayerNorm:forward(x) return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps) end
 function LayerNorm:extra_repr()
   return string.format('%s, eps=%s, elementwise_affine=%s', R.tuple(self.normalized_shape), R.float(self.eps),
     R.bool(self.elementwise_affine))

@@ -3,7 +3,7 @@ local class = require 'ddpm.class'
 local Module = require 'ddpm.nn.module'
 local init = require 'ddpm.nn.initializers'
 local U = require 'ddpm.nn.common'
-local Fo = require 'ddpm.nn.fops'
+local F = require 'ddpm.nn.functional'
 local raise = require('ddpm.ffi').raise
 
 local M = {}
@@ -28,7 +28,7 @@ function Embedding:__init(...)
   init.normal_(self.weight, 0, 1, { generator = a.generator })
   if pi ~= nil then init.zeros_(self.weight:select(0, pi)) end
 end
-function Embedding:forward(idx) return Fo.embedding(idx, self.weight, self.padding_idx) end
+function Embedding:forward(idx) return F.embedding(idx, self.weight, { padding_idx = self.padding_idx }) end
 function Embedding:extra_repr()
   local s = string.format('%d, %d', self.num_embeddings, self.embedding_dim)
   if self.padding_idx ~= nil then s = s .. ', padding_idx=' .. self.padding_idx end

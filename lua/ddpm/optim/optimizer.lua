@@ -58,6 +58,9 @@ function Optimizer.new(cls, params, opts)
   if type(params) ~= 'table' then
     raise(string.format('%s: params must be a list of tensors or of {params=...} groups, got %s', name, type(params)))
   end
+  if #params == 0 and type(params.parameters) == 'function' then
+    raise(string.format('%s: params must be a list of tensors; pass model:parameters() rather than the model', name))
+  end
   if #params == 0 then raise(name .. ': got an empty parameter list') end
   if is_tensor(params[1]) then
     self:add_param_group({ params = params })
