@@ -256,6 +256,31 @@ int ddpm_nll_loss(ddpm_tensor **out, ddpm_tensor *input, ddpm_tensor *target, dd
 int ddpm_one_hot(ddpm_tensor **out, ddpm_tensor *index, int64_t num_classes);
 
 /* ---- optimizers ----------------------------------------------------------------------------------- */
+/* Fused in-place updates, one call over n parameters (an optimizer's param group).  The arrays
+ * are parallel (params[k], grads[k], state[k]...); grads are read, params and state written.
+ * Parameters must be contiguous float32/float64 leaves; grads and state match them in shape,
+ * dtype and device.  Formulas and rounding follow PyTorch 1.13's single-tensor path (with the
+ * fused multiply-adds of its vectorised CPU kernels).
+ * adam flags: 1 amsgrad, 2 maximize, 4 decoupled weight decay (AdamW); steps[k] is parameter
+ * k's step count after this update (1 on the first); max_exp_avg_sqs may be NULL without amsgrad. */
+int ddpm_adam_step_(int n, ddpm_tensor *const *params, ddpm_tensor *const *grads, ddpm_tensor *const *exp_avgs,
+                    ddpm_tensor *const *exp_avg_sqs, ddpm_tensor *const *max_exp_avg_sqs, const double *steps,
+                    double lr, double beta1, double beta2, double eps, double weight_decay, int flags);
+/* sgd flags: 1 nesterov, 2 maximize.  With momentum != 0, momentum_buffers[k] is required and
+ * fresh[k] != 0 makes it start as the (decayed) gradient, as PyTorch's first step does. */
+int ddpm_sgd_step_(int n, ddpm_tensor *const *params, ddpm_tensor *const *grads,
+                   ddpm_tensor *const *momentum_buffers, const int32_t *fresh, double lr, double momentum,
+                   double dampening, double weight_decay, int flags);
+/* EMA: shadow[k] -= (1 - decay) * (shadow[k] - params[k]) */
+int ddpm_ema_update_(int n, ddpm_tensor *const *shadow, ddpm_tensor *const *params, double decay);
+/* Loss-scaler unscale: tensors[k] *= inv_scale; found_inf (a float tensor of one element on the
+ * same device) is set to 1 when any value, before scaling, is inf or NaN. */
+int ddpm_amp_unscale_(int n, ddpm_tensor *const *tensors, ddpm_tensor *found_inf, double inv_scale);
+/* The norm of the per-tensor norms (as torch.nn.utils.clip_grad_norm_): a 0-d tensor of the
+ * tensors' dtype; norm_type may be inf. */
+int ddpm_total_norm(ddpm_tensor **out, int n, ddpm_tensor *const *tensors, double norm_type);
+/* tensors[k] *= s for every k */
+int ddpm_foreach_mul_scalar_(int n, ddpm_tensor *const *tensors, double s);
 
 /* ---- formats: safetensors, npy, png --------------------------------------------------------------- */
 typedef struct ddpm_safetensors ddpm_safetensors;
