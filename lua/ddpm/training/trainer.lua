@@ -45,7 +45,11 @@ function Trainer.new(cfg)
   self.data = cfg.data or raise('Trainer: data is required (ddpm.training.data.load)')
   local a = cfg.args or {}
   self.args = a
-  self.print = cfg.print or print
+  -- lines appear at once also when stdout is a file (a log of a long run)
+  self.print = cfg.print or function(s)
+    io.stdout:write(s, '\n')
+    io.stdout:flush()
+  end
   self.loss_fn = losses.get(cfg.loss or get(a, 'loss', 'mse'))
   self.device = get(a, 'device', 'cpu')
   self.epochs = get(a, 'epochs', 1)
@@ -305,6 +309,7 @@ function Trainer:_loop()
       local lr = self.optimizer.param_groups[1].lr
       if self.log then
         self.log:row({ step = c.step, epoch = epoch, loss = l, lr = lr, images_per_s = dt > 0 and images:size(0) / dt or nil })
+        self._logged_step = c.step
       end
       bar:set_postfix(string.format('loss=%.4f, lr=%.3g', c.loss_sum / c.loss_n, lr), false)
       bar:update(1)
@@ -334,11 +339,19 @@ function Trainer:fit()
       { resume_step = self.resumed_from and self.committed.step or nil })
   end
   self.started = term.now()
+  self._logged_step = self.committed.step
   local ok, err = pcall(self._loop, self)
   if not ok then
     if is_interrupt(err) then
       self:_settle()
-      if self.log then self.log:close() end
+      if self.log then
+        -- a step the interrupt caught between its update and its log row still gets its row
+        local c = self.committed
+        if c.step > (self._logged_step or c.step) then
+          self.log:row({ step = c.step, epoch = c.epoch, loss = self._pending_loss, lr = self.optimizer.param_groups[1].lr })
+        end
+        self.log:close()
+      end
       if not self.out then error(err, 0) end
       local path = self:save_checkpoint()
       error({ exit_code = 130, message = string.format('\ninterrupted at step %d: checkpoint saved to %s\ncontinue with --resume %s',
