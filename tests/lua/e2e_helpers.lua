@@ -69,15 +69,17 @@ M.TINY = { '--channels', '8,16', '--layers-per-block', '1', '--norm-groups', '4'
 M.TINY_COND = { '--embed-dim', '8', '--cross-attention-dim', '8', '--per-class', '1' }
 M.TINY_UNCOND = { '--num-samples', '4' }
 
+-- words(...): argv words from strings and (nested) lists of them
 function M.words(...)
   local r = {}
-  for _, list in ipairs({ ... }) do
-    if type(list) == 'table' then
-      for _, w in ipairs(list) do r[#r + 1] = w end
-    else
-      r[#r + 1] = list
+  local function add(x)
+    if type(x) == 'table' then
+      for _, w in ipairs(x) do add(w) end
+    elseif x ~= nil then
+      r[#r + 1] = x
     end
   end
+  for i = 1, select('#', ...) do add((select(i, ...))) end
   return r
 end
 

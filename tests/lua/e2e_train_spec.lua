@@ -14,6 +14,8 @@ end)
 teardown(function() h.rmdir(data_dir) end)
 
 local EXTRA_COND = { '--label-dropout', '0.25' }
+-- the runs compared bit for bit also keep an EMA and use the Min-SNR loss: both must resume exactly
+local EMA = { '--ema', '--snr-gamma', '5' }
 local EXTRA = { '--flip', '--lr', '3e-3', '--lr-schedule', 'cosine', '--warmup-steps', '2',
   '--epochs', '3', '--save-every', '0', '--no-samples' }
 
@@ -41,6 +43,13 @@ local function make(out, words, opts)
 end
 
 local function assert_same_training(a, b)
+  assert.are.equal(a.ema ~= nil, b.ema ~= nil)
+  if a.ema then
+    assert.are.equal(a.ema.model.optimization_step, b.ema.model.optimization_step)
+    for i, s in ipairs(a.ema.model.shadow_params) do
+      assert.is_true(ddpm.equal(s, b.ema.model.shadow_params[i]), 'EMA weight ' .. i .. ' differs')
+    end
+  end
   for i, p in ipairs(a.params) do
     assert.is_true(ddpm.equal(p, b.params[i]), 'parameter ' .. i .. ' differs')
     local sa, sb = a.optimizer.state[p], b.optimizer.state[b.params[i]]
@@ -68,7 +77,7 @@ local straight
 local function straight_run()
   if not straight then
     local out = h.tmpdir()
-    straight = make(out, { '--max-steps', '5' })
+    straight = make(out, { '--max-steps', '5', EMA })
     straight:fit()
     straight.dir = out
   end
@@ -118,13 +127,17 @@ describe('training', function()
     local b_out = h.tmpdir()
     local a = straight_run()
     local a_out = a.dir
-    local b = make(b_out, { '--max-steps', '2' })
+    local b = make(b_out, { '--max-steps', '2', EMA })
     b:fit()
     assert.are.equal(2, b.committed.step)
     local b2 = make(b_out, { '--resume', b_out, '--max-steps', '5' }, { seed = 9 })
     assert.are.equal(2, b2.committed.step)
     b2:fit()
     assert_same_training(a, b2)
+    -- the pipeline on disk holds the averaged weights, not the raw ones
+    local saved = ddpm.load_safetensors(b_out .. '/checkpoint/class_net.safetensors')
+    assert.is_true(ddpm.equal(saved['0.weight'], b2.ema.model.shadow_params[#b2.unet:parameters() + 1]))
+    assert.is_false(ddpm.equal(saved['0.weight'], b2.class_net:parameters()[1]))
     -- and the checkpoints on disk hold the same weights
     assert.are.equal(h.read(a_out .. '/checkpoint/unet/diffusion_pytorch_model.safetensors'),
       h.read(b_out .. '/checkpoint/unet/diffusion_pytorch_model.safetensors'))
@@ -208,7 +221,7 @@ describe('training', function()
     it('saves a consistent checkpoint on Ctrl-C ' .. case[1] .. ' and resumes exactly', function()
       local b_out = h.tmpdir()
       local a = straight_run()
-      local b = make(b_out, { '--max-steps', '5' })
+      local b = make(b_out, { '--max-steps', '5', EMA })
       case[3](b)
       local e = interrupted(b)
       assert.matches('interrupted at step ' .. case[2], e.message)

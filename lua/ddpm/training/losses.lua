@@ -25,6 +25,22 @@ function M.get(loss)
   return f
 end
 
+-- min_snr(scheduler, gamma): the MSE weighted per sample by min(SNR(t), gamma) / SNR(t) (Min-SNR-gamma,
+-- Hang et al. 2023; diffusers' train scripts' --snr_gamma): less weight on the nearly clean
+-- timesteps, so training spends its effort on the noisy ones that decide the global shape
+function M.min_snr(scheduler, gamma)
+  local ddpm = require 'ddpm'
+  local pt = scheduler.config.prediction_type or 'epsilon'
+  return function(pred, target, batch)
+    local a = require('ddpm.schedulers.base').acp_on(scheduler, pred):index_select(0, batch.timesteps)
+    local snr = a / (1 - a)
+    local w = ddpm.minimum(snr, ddpm.full({}, gamma, { dtype = snr.dtype, device = snr.device }))
+    if pt == 'epsilon' then w = w / snr elseif pt == 'v_prediction' then w = w / (snr + 1) end
+    local per_sample = F.mse_loss(pred, target, 'none'):reshape(pred:size(0), -1):mean(1)
+    return (per_sample * w):mean()
+  end
+end
+
 -- what the UNet learns to predict, by the noise scheduler's prediction_type (as diffusers'
 -- train_unconditional.py): the noise, the clean image, or the velocity
 function M.target(scheduler, images, noise, timesteps)

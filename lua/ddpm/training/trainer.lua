@@ -51,6 +51,10 @@ function Trainer.new(cfg)
     io.stdout:flush()
   end
   self.loss_fn = losses.get(cfg.loss or get(a, 'loss', 'mse'))
+  if cfg.loss == nil and get(a, 'snr_gamma', 0) > 0 then
+    if get(a, 'loss', 'mse') ~= 'mse' then raise('--snr-gamma weights the mse loss; it cannot be combined with --loss ' .. a.loss) end
+    self.loss_fn = losses.min_snr(self.scheduler, a.snr_gamma)
+  end
   self.device = get(a, 'device', 'cpu')
   self.epochs = get(a, 'epochs', 1)
   self.batch_size = get(a, 'batch_size', 128)
@@ -100,6 +104,13 @@ function Trainer.new(cfg)
   for i, p in ipairs(self.params) do order[i] = p end
   table.sort(order, function(x, y) return x:numel() < y:numel() end)
   self._witness = { order[1], order[2], order[3] }
+  self._witness_idx = {}
+  for i, p in ipairs(self.params) do
+    for k, w in ipairs(self._witness) do if p == w then self._witness_idx[k] = i end end
+  end
+  if get(a, 'ema', false) then
+    self.ema = require('ddpm.training.ema').new(self.params, { decay = get(a, 'ema_decay', 0.9999) })
+  end
   self.committed = { step = 0, epoch = -1, loader = self.loader:state_dict(), generator = self.generator:get_state(),
     default_generator = ddpm.get_rng_state(), loss_sum = 0, loss_n = 0 }
   self.phase = 'idle'
@@ -158,18 +169,20 @@ function Trainer:train_step(images, labels)
   local w = self._witness
   self._witness_before = { w[1]:detach():clone(), w[2] and w[2]:detach():clone(), w[3] and w[3]:detach():clone() }
   self._step_before = self.committed.step
+  if self.ema then self.ema:mark(self._witness_idx) end
   self.phase = 'update'
   self.optimizer:step()
+  if self.ema then self.ema:step(self.params) end
   self:_commit(l)
   self.phase = 'idle'
   return l
 end
 
 -- ---- Ctrl-C ----------------------------------------------------------------------------------------------
--- Bring the state back to the last step boundary.  Only the optimizer's fused C call changes
--- parameters, and no interrupt can land inside it; an interrupt in the Lua around it leaves either
--- the old parameters (roll back: the committed snapshot stands) or the new ones (finish the
--- bookkeeping and commit).
+-- Bring the state back to a step boundary.  Only the optimizer's fused C call changes parameters
+-- (and then the EMA's), and no interrupt can land inside a C call; an interrupt in the Lua around
+-- them leaves either the old parameters (roll back: the committed snapshot stands) or the new ones
+-- (finish the bookkeeping and the EMA update, and commit).
 function Trainer:_settle()
   if self.phase ~= 'update' then return end
   local ran = false
@@ -186,7 +199,10 @@ function Trainer:_settle()
   for _, st in pairs(self.optimizer.state) do
     if type(st.step) == 'number' then st.step = ran and hi or lo end
   end
-  if ran and self.committed.step == self._step_before then self:_commit(self._pending_loss) end
+  if ran and self.committed.step == self._step_before then
+    if self.ema then self.ema:settle(self.params) end
+    self:_commit(self._pending_loss)
+  end
   self.phase = 'idle'
 end
 
@@ -196,13 +212,21 @@ end
 Trainer.is_interrupt = is_interrupt
 
 -- ---- checkpoints -----------------------------------------------------------------------------------------
+-- pipeline(scheduler): the models as a sampling pipeline; with --ema, copies holding the averaged
+-- weights (what checkpoints store and samples use)
 function Trainer:pipeline(scheduler)
   local P = require 'ddpm.pipelines'
   scheduler = scheduler or self.scheduler
-  if self.conditional then
-    return P.ConditionalDDPMPipeline(self.unet, self.class_net, scheduler, { class_names = self.data.class_names })
+  local unet, net = self.unet, self.class_net
+  if self.ema then
+    local after
+    unet, after = self.ema:copy(self.unet, 1)
+    if net then net = self.ema:copy(net, after) end
   end
-  return P.DDPMPipeline(self.unet, scheduler)
+  if self.conditional then
+    return P.ConditionalDDPMPipeline(unet, net, scheduler, { class_names = self.data.class_names })
+  end
+  return P.DDPMPipeline(unet, scheduler)
 end
 
 function Trainer:state()
@@ -212,6 +236,9 @@ function Trainer:state()
     default_generator = c.default_generator, loss_sum = c.loss_sum, loss_n = c.loss_n,
     optimizer = self.optimizer:state_dict(), args = options.saved_args(self.args),
     data = self.data.fingerprint, class_names = self.data.class_names,
+    -- with --ema the pipeline holds the averages: the raw weights being trained go here
+    ema = self.ema and self.ema:state() or nil,
+    raw = self.ema and { unet = self.unet:state_dict(), class_net = self.class_net and self.class_net:state_dict() } or nil,
   }
 end
 
@@ -242,10 +269,23 @@ function Trainer:resume(dir, state)
       raise(string.format("the labels have %d columns but the label net of checkpoint '%s' takes %d", self.data.num_classes,
         dir, w))
     end
-    self.class_net:load_state_dict(ddpm.load_safetensors(dir .. '/' .. label_net.WEIGHTS_NAME), { strict = true })
+  end
+  if (state.ema ~= nil) ~= (self.ema ~= nil) then
+    raise(string.format("checkpoint '%s' was trained %s --ema; resume it %s", dir, state.ema and 'with' or 'without',
+      state.ema and 'with --ema' or 'without --ema'))
   end
   local weights = require('ddpm.models.modeling').WEIGHTS_NAME
-  self.unet:load_state_dict(ddpm.load_safetensors(dir .. '/unet/' .. weights), { strict = true })
+  local unet_sd = ddpm.load_safetensors(dir .. '/unet/' .. weights)
+  local net_sd = self.conditional and ddpm.load_safetensors(dir .. '/' .. label_net.WEIGHTS_NAME) or nil
+  if self.ema then
+    -- the pipeline's weights are the averages; the trained ones come from the training state
+    local pairs_ = { { self.unet, unet_sd } }
+    if net_sd then pairs_[2] = { self.class_net, net_sd } end
+    self.ema:load(state.ema, pairs_)
+    unet_sd, net_sd = state.raw.unet, state.raw.class_net
+  end
+  self.unet:load_state_dict(unet_sd, { strict = true })
+  if net_sd then self.class_net:load_state_dict(net_sd, { strict = true }) end
   self.optimizer:load_state_dict(state.optimizer)
   self.loader:load_state_dict(state.loader)
   self.generator:set_state(state.generator)
