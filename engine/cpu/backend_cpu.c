@@ -3,13 +3,9 @@
 #include <cblas.h>
 #include <omp.h>
 
-/* 64-byte alignment: one cache line, and what AVX-512 loads like. */
-static void *cpu_alloc(size_t nbytes, int device) {
-  void *p = NULL;
-  if (posix_memalign(&p, 64, nbytes ? nbytes : 64)) return NULL;
-  return p;
-}
-static void cpu_free(void *p, size_t nbytes, int device) { free(p); }
+/* 64-byte alignment (one cache line, what AVX-512 loads like), large blocks cached: host_alloc.c */
+static void *cpu_alloc(size_t nbytes, int device) { return cpu_host_alloc(nbytes); }
+static void cpu_free(void *p, size_t nbytes, int device) { cpu_host_free(p, nbytes); }
 static int cpu_memcpy(void *dst, int dd, const void *src, int sd, size_t n) {
   if (dd != DDPM_CPU || sd != DDPM_CPU) {
     const ddpm_backend *cu = ddpm_cuda_backend();

@@ -8,6 +8,7 @@
 typedef struct {
   int64_t N, C, H, W, O, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, G, Cg, Og;
   int64_t K, HW, OHW; /* K = Cg*kh*kw: rows of the column matrix */
+  int64_t rows;       /* output rows per column block (the whole image for the UNet's maps) */
   bool direct;        /* 1x1, stride 1, no padding: no im2col */
 } conv_geom;
 
@@ -23,6 +24,11 @@ static void geom_of(conv_geom *g, const ddpm_tensor *x, const ddpm_tensor *w, co
   g->HW = g->H * g->W;
   g->OHW = g->Ho * g->Wo;
   g->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+  /* a column block stays within ~1.5 MB (of a 2 MB L2), so large images need no huge buffer */
+  int64_t per_row = g->K * (g->Wo > 0 ? g->Wo : 1) * (x->dtype == DDPM_FLOAT64 ? 8 : 4);
+  g->rows = (int64_t)(1536 * 1024) / (per_row > 0 ? per_row : 1);
+  if (g->rows < 1) g->rows = 1;
+  if (g->rows > g->Ho) g->rows = g->Ho > 0 ? g->Ho : 1;
 }
 
 /* Output columns [lo, hi) whose input column ow*sw + xoff lies inside [0, W). */

@@ -2,22 +2,24 @@
  *   R (float or double) and SUF(name) (name##_f32 / name##_f64) defined.  Not a header to use
  *   elsewhere. */
 
-/* col [Cg*kh*kw, Ho*Wo] <- the patches of one image's group xg [Cg, H, W] (zeros where padded).
- * With unit strides and Wo == W ("same" width) a kernel tap's rows sit in lockstep with the input
- * rows, so the whole tap is one contiguous copy plus a few zeroed edge columns: the hot 3x3
- * convolutions copy 1 KB blocks instead of 64-byte rows. */
-static void SUF(im2col)(const conv_geom *g, const R *restrict xg, R *restrict col) {
-  const int64_t Wo = g->Wo, W = g->W;
+/* col [Cg*kh*kw, (oh1-oh0)*Wo] <- the patches of output rows [oh0, oh1) of one image's group
+ * xg [Cg, H, W] (zeros where padded).  With unit strides and Wo == W ("same" width) a tap's rows
+ * sit in lockstep with the input rows, so each tap is one contiguous copy plus a few zeroed edge
+ * columns: the hot 3x3 convolutions copy 1 KB blocks instead of 64-byte rows. */
+static void SUF(im2col)(const conv_geom *g, const R *restrict xg, R *restrict col, int64_t oh0, int64_t oh1) {
+  const int64_t Wo = g->Wo, W = g->W, ncol = (oh1 - oh0) * Wo;
   for (int64_t c = 0; c < g->Cg; c++)
     for (int64_t ki = 0; ki < g->kh; ki++) {
-      int64_t r0, r1; /* output rows whose input row is inside the image */
+      int64_t r0, r1; /* output rows of the block whose input row is inside the image */
       row_range(g, ki, &r0, &r1);
+      r0 = r0 < oh0 ? oh0 : r0 > oh1 ? oh1 : r0;
+      r1 = r1 > oh1 ? oh1 : r1 < r0 ? r0 : r1;
       for (int64_t kj = 0; kj < g->kw; kj++) {
-        R *row = col + ((c * g->kh + ki) * g->kw + kj) * g->OHW;
+        R *row = col + ((c * g->kh + ki) * g->kw + kj) * ncol - oh0 * Wo; /* indexed by absolute oh */
         int64_t xoff = kj * g->dw - g->pw, lo, hi;
         col_range(g, xoff, &lo, &hi);
-        memset(row, 0, sizeof(R) * (size_t)(r0 * Wo));
-        memset(row + r1 * Wo, 0, sizeof(R) * (size_t)((g->Ho - r1) * Wo));
+        memset(row + oh0 * Wo, 0, sizeof(R) * (size_t)((r0 - oh0) * Wo));
+        memset(row + r1 * Wo, 0, sizeof(R) * (size_t)((oh1 - r1) * Wo));
         if (r1 <= r0) continue;
         const R *src0 = xg + (c * g->H + r0 * g->sh - g->ph + ki * g->dh) * W + xoff;
         if (g->sw == 1 && g->sh == 1 && Wo == W && hi > lo) {
@@ -31,63 +33,68 @@ static void SUF(im2col)(const conv_geom *g, const R *restrict xg, R *restrict co
         }
         for (int64_t oh = r0; oh < r1; oh++) {
           R *d = row + oh * Wo;
-          const R *s = src0 + (oh - r0) * g->sh * W;
+          const R *sr = src0 + (oh - r0) * g->sh * W;
           for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0;
           if (g->sw == 1)
-            for (int64_t ow = lo; ow < hi; ow++) d[ow] = s[ow];
+            for (int64_t ow = lo; ow < hi; ow++) d[ow] = sr[ow];
           else
-            for (int64_t ow = lo; ow < hi; ow++) d[ow] = s[ow * g->sw];
+            for (int64_t ow = lo; ow < hi; ow++) d[ow] = sr[ow * g->sw];
           for (int64_t ow = hi; ow < Wo; ow++) d[ow] = 0;
         }
       }
     }
 }
 
-/* gxg [Cg, H, W] += the patches in col (the adjoint of im2col) */
-static void SUF(col2im)(const conv_geom *g, const R *restrict col, R *restrict gxg) {
-  const int64_t Wo = g->Wo, W = g->W;
+/* gxg [Cg, H, W] += the patches in col for output rows [oh0, oh1) (the adjoint of im2col) */
+static void SUF(col2im)(const conv_geom *g, const R *restrict col, R *restrict gxg, int64_t oh0, int64_t oh1) {
+  const int64_t Wo = g->Wo, W = g->W, ncol = (oh1 - oh0) * Wo;
   for (int64_t c = 0; c < g->Cg; c++)
     for (int64_t ki = 0; ki < g->kh; ki++) {
       int64_t r0, r1;
       row_range(g, ki, &r0, &r1);
+      r0 = r0 < oh0 ? oh0 : r0;
+      r1 = r1 > oh1 ? oh1 : r1;
+      if (r1 <= r0) continue;
       for (int64_t kj = 0; kj < g->kw; kj++) {
-        const R *row = col + ((c * g->kh + ki) * g->kw + kj) * g->OHW;
+        const R *row = col + ((c * g->kh + ki) * g->kw + kj) * ncol - oh0 * Wo;
         int64_t xoff = kj * g->dw - g->pw, lo, hi;
         col_range(g, xoff, &lo, &hi);
-        if (r1 <= r0) continue;
         R *dst0 = gxg + (c * g->H + r0 * g->sh - g->ph + ki * g->dh) * W + xoff;
         for (int64_t oh = r0; oh < r1; oh++) {
-          const R *s = row + oh * Wo;
+          const R *sr = row + oh * Wo;
           R *d = dst0 + (oh - r0) * g->sh * W;
           if (g->sw == 1)
-            for (int64_t ow = lo; ow < hi; ow++) d[ow] += s[ow];
+            for (int64_t ow = lo; ow < hi; ow++) d[ow] += sr[ow];
           else
-            for (int64_t ow = lo; ow < hi; ow++) d[ow * g->sw] += s[ow];
+            for (int64_t ow = lo; ow < hi; ow++) d[ow * g->sw] += sr[ow];
         }
       }
     }
 }
 
-/* y[n] = w (*) x[n] + bias, one GEMM per group: [Og, K] x [K, Ho*Wo] */
+/* y[n] = w (*) x[n] + bias: per group and block of output rows, [Og, K] x [K, rows*Wo] */
 static void SUF(fwd_image)(const conv_geom *g, const R *x, const R *w, const R *b, R *y, int64_t n, R *col) {
   for (int64_t grp = 0; grp < g->G; grp++) {
     const R *xg = x + (n * g->C + grp * g->Cg) * g->HW;
     const R *wg = w + grp * g->Og * g->K;
     R *yg = y + (n * g->O + grp * g->Og) * g->OHW;
-    const R *B = xg;
-    if (!g->direct) {
-      SUF(im2col)(g, xg, col);
-      B = col;
-    }
     R beta = 0;
-    if (b) { /* seed with the bias and let the GEMM accumulate onto it */
+    if (b) { /* seed with the bias and let the GEMMs accumulate onto it */
       for (int64_t o = 0; o < g->Og; o++) {
         R v = b[grp * g->Og + o], *yr = yg + o * g->OHW;
         for (int64_t k = 0; k < g->OHW; k++) yr[k] = v;
       }
       beta = 1;
     }
-    SUF(gemm)(false, false, g->Og, g->OHW, g->K, 1, wg, g->K, B, g->OHW, beta, yg, g->OHW);
+    if (g->direct) {
+      SUF(gemm)(false, false, g->Og, g->OHW, g->K, 1, wg, g->K, xg, g->OHW, beta, yg, g->OHW);
+      continue;
+    }
+    for (int64_t oh0 = 0; oh0 < g->Ho; oh0 += g->rows) {
+      int64_t oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, nc = (oh1 - oh0) * g->Wo;
+      SUF(im2col)(g, xg, col, oh0, oh1);
+      SUF(gemm)(false, false, g->Og, nc, g->K, 1, wg, g->K, col, nc, beta, yg + oh0 * g->Wo, g->OHW);
+    }
   }
 }
 
@@ -99,10 +106,13 @@ static void SUF(bwd_input_image)(const conv_geom *g, const R *gy, const R *w, R 
     R *gxg = gx + (n * g->C + grp * g->Cg) * g->HW;
     if (g->direct) {
       SUF(gemm)(true, false, g->K, g->OHW, g->Og, 1, wg, g->K, gyg, g->OHW, 0, gxg, g->OHW);
-    } else {
-      SUF(gemm)(true, false, g->K, g->OHW, g->Og, 1, wg, g->K, gyg, g->OHW, 0, col, g->OHW);
-      memset(gxg, 0, sizeof(R) * (size_t)(g->Cg * g->HW));
-      SUF(col2im)(g, col, gxg);
+      continue;
+    }
+    memset(gxg, 0, sizeof(R) * (size_t)(g->Cg * g->HW));
+    for (int64_t oh0 = 0; oh0 < g->Ho; oh0 += g->rows) {
+      int64_t oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, nc = (oh1 - oh0) * g->Wo;
+      SUF(gemm)(true, false, g->K, nc, g->Og, 1, wg, g->K, gyg + oh0 * g->Wo, g->OHW, 0, col, nc);
+      SUF(col2im)(g, col, gxg, oh0, oh1);
     }
   }
 }
@@ -112,28 +122,31 @@ static void SUF(bwd_weight_image)(const conv_geom *g, const R *gy, const R *x, R
                                   R *col, bool first) {
   for (int64_t grp = 0; grp < g->G; grp++) {
     const R *gyg = gy + (n * g->O + grp * g->Og) * g->OHW;
-    if (x) {
+    R *ag = acc ? acc + grp * g->Og * g->K : NULL;
+    if (ag && g->direct) {
       const R *xg = x + (n * g->C + grp * g->Cg) * g->HW;
-      const R *B = xg;
-      if (!g->direct) {
-        SUF(im2col)(g, xg, col);
-        B = col;
+      SUF(gemm)(false, true, g->Og, g->K, g->OHW, 1, gyg, g->OHW, xg, g->OHW, first ? 0 : 1, ag, g->K);
+    } else if (ag) {
+      const R *xg = x + (n * g->C + grp * g->Cg) * g->HW;
+      for (int64_t oh0 = 0; oh0 < g->Ho; oh0 += g->rows) {
+        int64_t oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, nc = (oh1 - oh0) * g->Wo;
+        SUF(im2col)(g, xg, col, oh0, oh1);
+        SUF(gemm)(false, true, g->Og, g->K, nc, 1, gyg + oh0 * g->Wo, g->OHW, col, nc, (first && oh0 == 0) ? 0 : 1,
+                  ag, g->K);
       }
-      SUF(gemm)(false, true, g->Og, g->K, g->OHW, 1, gyg, g->OHW, B, g->OHW, first ? 0 : 1, acc + grp * g->Og * g->K,
-                g->K);
     }
     if (bacc)
       for (int64_t o = 0; o < g->Og; o++) {
         const R *r = gyg + o * g->OHW;
-        R s = 0;
-        for (int64_t k = 0; k < g->OHW; k++) s += r[k];
-        bacc[grp * g->Og + o] += (double)s;
+        R sum = 0;
+        for (int64_t k = 0; k < g->OHW; k++) sum += r[k];
+        bacc[grp * g->Og + o] += (double)sum;
       }
   }
 }
 
 static int SUF(conv_forward)(const conv_geom *g, const R *x, const R *w, const R *b, R *y) {
-  size_t colb = g->direct ? 0 : sizeof(R) * (size_t)(g->K * g->OHW);
+  size_t colb = g->direct ? 0 : sizeof(R) * (size_t)(g->K * g->rows * g->Wo);
   int failed = 0;
   if (cpu_nn_split(g->N)) {
 #pragma omp parallel
@@ -154,12 +167,12 @@ static int SUF(conv_forward)(const conv_geom *g, const R *x, const R *w, const R
     for (int64_t n = 0; !failed && n < g->N; n++) SUF(fwd_image)(g, x, w, b, y, n, col);
   }
   return failed ? DDPM_FAIL(DDPM_ERR_OOM, "conv2d: out of memory for a %lld x %lld column buffer", (long long)g->K,
-                            (long long)g->OHW)
+                            (long long)(g->rows * g->Wo))
                 : DDPM_OK;
 }
 
 static int SUF(conv_backward_input)(const conv_geom *g, const R *gy, const R *w, R *gx) {
-  size_t colb = g->direct ? 0 : sizeof(R) * (size_t)(g->K * g->OHW);
+  size_t colb = g->direct ? 0 : sizeof(R) * (size_t)(g->K * g->rows * g->Wo);
   int failed = 0;
   if (cpu_nn_split(g->N)) {
 #pragma omp parallel
@@ -185,7 +198,7 @@ static int SUF(conv_backward_input)(const conv_geom *g, const R *gy, const R *w,
 /* Each thread accumulates a fixed range of images into its own partial (thread 0 straight into
  * gw), then the partials are summed in thread order: deterministic for a given thread count. */
 static int SUF(conv_backward_weight)(const conv_geom *g, const R *gy, const R *x, R *gw, R *gb) {
-  size_t colb = g->direct ? 0 : sizeof(R) * (size_t)(g->K * g->OHW);
+  size_t colb = g->direct ? 0 : sizeof(R) * (size_t)(g->K * g->rows * g->Wo);
   int64_t wn = g->O * g->K;
   int failed = 0;
   int nt = cpu_nn_split(g->N) ? omp_get_max_threads() : 1;

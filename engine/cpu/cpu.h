@@ -31,6 +31,11 @@ DDPM_INTERNAL void cpu_iter_run(const cpu_iter *it, cpu_loop_fn fn, const void *
 /* Parallel-for over [0, n) in chunks; body(lo, hi, ctx). */
 DDPM_INTERNAL void cpu_parallel_for(int64_t n, int64_t grain, void (*body)(int64_t, int64_t, void *),
                                     void *ctx);
+/* Host memory for tensors (64-byte aligned; large freed blocks cached for reuse). */
+DDPM_INTERNAL void *cpu_host_alloc(size_t nbytes);
+DDPM_INTERNAL void cpu_host_free(void *p, size_t nbytes);
+DDPM_INTERNAL void cpu_host_cache_flush(void);
+DDPM_INTERNAL size_t cpu_host_cached_bytes(void);
 /* Elementwise add_ without any checks, used by optimizers and the engine. */
 DDPM_INTERNAL void cpu_copy_strided(ddpm_tensor *dst, const ddpm_tensor *src);
 #endif

@@ -12,6 +12,7 @@
 #define ST_F16(v) ddpm_f32_to_f16(v)
 #define LD_BF16(v) ddpm_bf16_to_f32(v)
 #define ST_BF16(v) ddpm_f32_to_bf16(v)
+#define ST_B8(v) ((uint8_t)((v) != 0)) /* a bool byte is always 0 or 1: add on bools is "or" */
 
 static inline int64_t sat_i64(double v) {
   if (v != v) return 0;
@@ -33,7 +34,7 @@ static inline int64_t sat_i64(double v) {
   X(i64, int64_t, int64_t, LD_ID, ST_ID, CV_I, __VA_ARGS__) \
   X(i32, int32_t, int64_t, LD_ID, ST_ID, CV_I, __VA_ARGS__) \
   X(u8, uint8_t, int64_t, LD_ID, ST_ID, CV_I, __VA_ARGS__)  \
-  X(b8, uint8_t, int64_t, LD_ID, ST_ID, CV_I, __VA_ARGS__)
+  X(b8, uint8_t, int64_t, LD_ID, ST_B8, CV_I, __VA_ARGS__)
 
 /* ---- loop generators ----------------------------------------------------------------------------- */
 #define GEN_UNARY(SFX, T, CT, LD, ST, CV, NAME, EXPR)                                         \

@@ -1,14 +1,73 @@
-/* softmax.c: CPU softmax and log_softmax along one dim, forward and backward.  The input is seen
+/* softmax.c: CPU softmax and log_softmax along one dim, forward and backward (float32 exps four
+ * lanes at a time).  The input is seen
  * as [outer, D, inner]; rows along a last dim are contiguous, other dims are gathered into a
  * per-thread buffer.  The row functions are shared with attention.c. */
 #include "nn_cpu.h"
 #include <math.h>
 
+/* float32: exp and max four lanes at a time (nn_cpu.h); sums in float lanes flushed to double
+ * every 64 values, so long rows keep double accuracy without a scalar dependency chain */
+static inline void exp_shifted_f32(float *y, int64_t n, double *s, bool keep) {
+  double total = 0;
+  cpu_v4f a4 = {0};
+  int64_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    cpu_v4f v;
+    memcpy(&v, y + k, sizeof v);
+    v = cpu_exp4(v);
+    if (keep) memcpy(y + k, &v, sizeof v);
+    a4 += v;
+    if ((k & 63) == 60) {
+      total += (double)a4[0] + a4[1] + a4[2] + a4[3];
+      a4 = (cpu_v4f){0};
+    }
+  }
+  if (k < n) {
+    cpu_v4f v = {0};
+    memcpy(&v, y + k, sizeof(float) * (size_t)(n - k));
+    v = cpu_exp4(v);
+    if (keep) memcpy(y + k, &v, sizeof(float) * (size_t)(n - k));
+    for (int j = 0; j < n - k; j++) a4[j] += v[j];
+  }
+  *s += total + (double)a4[0] + a4[1] + a4[2] + a4[3];
+}
+/* the largest value, NaNs ignored (as the scalar x > m ? x : m) */
+static inline float row_max_f32(const float *x, int64_t n) {
+  cpu_v4f m4 = (cpu_v4f){0} - __builtin_inff();
+  int64_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    cpu_v4f v;
+    memcpy(&v, x + k, sizeof v);
+    cpu_v4i gt = (cpu_v4i)(v > m4);
+    m4 = (cpu_v4f)((gt & (cpu_v4i)v) | (~gt & (cpu_v4i)m4));
+  }
+  float m = -INFINITY;
+  for (int j = 0; j < 4; j++) m = m4[j] > m ? m4[j] : m;
+  for (; k < n; k++) m = x[k] > m ? x[k] : m;
+  return m;
+}
+static inline double row_max_f64(const double *x, int64_t n) {
+  double m = -INFINITY;
+  for (int64_t k = 0; k < n; k++) m = x[k] > m ? x[k] : m;
+  return m;
+}
+static inline void exp_shifted_f64(double *y, int64_t n, double *s, bool keep) {
+  for (int64_t k = 0; k < n; k++) {
+    double e = exp(y[k]);
+    if (keep) y[k] = e;
+    *s += e;
+  }
+}
+
 #define R float
 #define SUF(n) n##_f32
 #define EXP expf
 #define LOG log
+#define EXP_SHIFTED(y, n, s, keep) exp_shifted_f32(y, n, &(s), keep)
+#define ROW_MAX row_max_f32
 #include "softmax_impl.h"
+#undef EXP_SHIFTED
+#undef ROW_MAX
 #undef R
 #undef SUF
 #undef EXP
@@ -17,7 +76,11 @@
 #define SUF(n) n##_f64
 #define EXP exp
 #define LOG log
+#define EXP_SHIFTED(y, n, s, keep) exp_shifted_f64(y, n, &(s), keep)
+#define ROW_MAX row_max_f64
 #include "softmax_impl.h"
+#undef EXP_SHIFTED
+#undef ROW_MAX
 #undef R
 #undef SUF
 #undef EXP

@@ -1,23 +1,20 @@
 /* softmax_impl.h: the type-generic rows of softmax.c, included once per element type with R, SUF(name),
- * EXP and LOG defined.  Not a header to use elsewhere. */
+ * EXP, LOG, ROW_MAX and EXP_SHIFTED defined.  Not a header to use elsewhere. */
 
 /* y = softmax(x) (or log_softmax) over n contiguous values; y may alias x.  Max-shifted, so large
- * logits do not overflow; a row of all -inf gives NaN, as in PyTorch. */
+ * logits do not overflow; a row of all -inf gives NaN, as in PyTorch.  EXP_SHIFTED(y, n, s) turns
+ * y[k] into exp(y[k]) (keep = 1) or only sums them (keep = 0), adding the sum to the double s. */
 void SUF(cpu_softmax_row)(const R *x, R *y, int64_t n, bool is_log) {
-  R mx = -INFINITY;
-  for (int64_t k = 0; k < n; k++) mx = x[k] > mx ? x[k] : mx;
+  R mx = ROW_MAX(x, n);
   if (mx != mx) mx = 0; /* only NaNs: let them propagate through the arithmetic below */
+  for (int64_t k = 0; k < n; k++) y[k] = x[k] - mx;
   double s = 0;
   if (is_log) {
-    for (int64_t k = 0; k < n; k++) s += EXP(x[k] - mx);
+    EXP_SHIFTED(y, n, s, 0);
     R ls = (R)LOG(s);
-    for (int64_t k = 0; k < n; k++) y[k] = x[k] - mx - ls;
+    for (int64_t k = 0; k < n; k++) y[k] -= ls;
   } else {
-    for (int64_t k = 0; k < n; k++) {
-      R e = EXP(x[k] - mx);
-      y[k] = e;
-      s += e;
-    }
+    EXP_SHIFTED(y, n, s, 1);
     R inv = (R)(1.0 / s);
     for (int64_t k = 0; k < n; k++) y[k] *= inv;
   }

@@ -10,10 +10,11 @@ void ddpm_set_grad_enabled(int enabled) { grad_mode = enabled != 0; }
 bool ddpm_ag_enabled(void) { return grad_mode; }
 
 /* ---- tensor-side autograd metadata -------------------------------------------------------------- */
-int ddpm_tensor_requires_grad(const ddpm_tensor *t) { return t->requires_grad; }
-int ddpm_tensor_is_leaf(const ddpm_tensor *t) { return t->grad_fn == NULL; }
+int ddpm_tensor_requires_grad(const ddpm_tensor *t) { return t && t->requires_grad; }
+int ddpm_tensor_is_leaf(const ddpm_tensor *t) { return t && t->grad_fn == NULL; }
 
 int ddpm_tensor_set_requires_grad(ddpm_tensor *t, int flag) {
+  DDPM_TRY(ddpm_check_tensor("requires_grad_", "self", t));
   if (t->grad_fn && !flag)
     return DDPM_FAIL(DDPM_ERR_AUTOGRAD,
                      "requires_grad_: can only change requires_grad of leaf tensors; use :detach() on a result of %s",
@@ -26,14 +27,20 @@ int ddpm_tensor_set_requires_grad(ddpm_tensor *t, int flag) {
 }
 
 int ddpm_tensor_get_grad(ddpm_tensor *t, ddpm_tensor **out) {
+  DDPM_TRY(ddpm_check_tensor("grad", "self", t));
+  DDPM_TRY(ddpm_check_out("grad", out));
   *out = t->grad;
   if (t->grad) ddpm_tensor_retain(t->grad);
   return DDPM_OK;
 }
 
 int ddpm_tensor_set_grad(ddpm_tensor *t, ddpm_tensor *g) {
+  DDPM_TRY(ddpm_check_tensor("grad", "self", t));
   if (g && (!ddpm_same_shape(t, g) || g->device != t->device))
     return DDPM_FAIL(DDPM_ERR_SHAPE, "set grad: gradient %s does not match tensor %s", ddpm_fmt_tensor(g),
+                     ddpm_fmt_tensor(t));
+  if (g && g->dtype != t->dtype)
+    return DDPM_FAIL(DDPM_ERR_DTYPE, "set grad: gradient %s must have the dtype of tensor %s", ddpm_fmt_tensor(g),
                      ddpm_fmt_tensor(t));
   if (g) ddpm_tensor_retain(g);
   ddpm_tensor_release(t->grad);
@@ -42,7 +49,7 @@ int ddpm_tensor_set_grad(ddpm_tensor *t, ddpm_tensor *g) {
 }
 
 const char *ddpm_tensor_grad_fn_name(const ddpm_tensor *t) {
-  return t->grad_fn ? ddpm_opname(t->grad_fn->op) : NULL;
+  return t && t->grad_fn ? ddpm_opname(t->grad_fn->op) : NULL;
 }
 
 int ddpm_check_inplace(const char *op, const ddpm_tensor *t) {
@@ -404,11 +411,29 @@ int ddpm_backward(ddpm_tensor *root, ddpm_tensor *grad, int retain_graph) {
   return st;
 }
 
+int ddpm_autograd_backward(int n, ddpm_tensor *const *roots, ddpm_tensor *const *grads, int retain_graph) {
+  if (n <= 0 || !roots) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "autograd.backward: expected at least one tensor");
+  ddpm_tensor **seeds = calloc((size_t)n, sizeof *seeds);
+  if (!seeds) return DDPM_FAIL(DDPM_ERR_OOM, "autograd.backward: out of memory");
+  int st = DDPM_OK;
+  for (int r = 0; r < n && !st; r++) {
+    if (!roots[r]) st = DDPM_FAIL(DDPM_ERR_ARGUMENT, "autograd.backward: tensor %d is nil", r + 1);
+    else if (!roots[r]->requires_grad)
+      st = DDPM_FAIL(DDPM_ERR_AUTOGRAD, "autograd.backward: tensor %d (%s) does not require grad and has no grad_fn",
+                     r + 1, ddpm_fmt_tensor(roots[r]));
+    else st = default_root_grad(roots[r], grads ? grads[r] : NULL, &seeds[r], "autograd.backward");
+  }
+  if (!st) st = run_engine(n, roots, seeds, retain_graph, 0, NULL, NULL);
+  for (int r = 0; r < n; r++) ddpm_tensor_release(seeds[r]);
+  free(seeds);
+  return st;
+}
+
 int ddpm_autograd_grad(int noutputs, ddpm_tensor *const *outputs, ddpm_tensor *const *grad_outputs,
                        int ninputs, ddpm_tensor *const *inputs, ddpm_tensor **grads, int retain_graph,
                        int allow_unused) {
-  if (noutputs <= 0 || ninputs <= 0)
-    return DDPM_FAIL(DDPM_ERR_ARGUMENT, "autograd.grad: need at least one output and one input");
+  if (noutputs <= 0 || ninputs <= 0 || !outputs || !inputs || !grads)
+    return DDPM_FAIL(DDPM_ERR_ARGUMENT, "autograd.grad: need at least one output and one input, and room for the gradients");
   for (int k = 0; k < ninputs; k++) {
     grads[k] = NULL;
     DDPM_TRY(ddpm_check_tensor("autograd.grad", "an input", inputs[k]));

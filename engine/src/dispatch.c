@@ -22,6 +22,21 @@ const ddpm_backend *ddpm_backend_for(int device) {
 
 int ddpm_cuda_built(void) { return ddpm_cuda_backend() != NULL; }
 
+int ddpm_check_device(const char *op, int device) {
+  if (ddpm_backend_for(device)) return DDPM_OK;
+  if (device < 0 || device > 16)
+    return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: invalid device id %d (0 is the cpu, 1 + k is cuda:k)", op, device);
+  if (!ddpm_cuda_backend())
+    return DDPM_FAIL(DDPM_ERR_UNSUPPORTED, "%s: cannot use %s: this libddpm was built without CUDA", op,
+                     ddpm_fmt_device(device));
+  int n = ddpm_cuda_device_count_internal();
+  if (n == 0)
+    return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: cannot use %s: no CUDA GPU is available on this machine", op,
+                     ddpm_fmt_device(device));
+  return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: cannot use %s: this machine has %d CUDA device%s", op,
+                   ddpm_fmt_device(device), n, n == 1 ? "" : "s");
+}
+
 int ddpm_dispatch(ddpm_call *c) {
   ddpm_tensor *first = c->nout ? c->out[0] : c->in[0];
   int device = first->device;
@@ -34,11 +49,7 @@ int ddpm_dispatch(ddpm_call *c) {
       return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: expected all tensors on %s, but tensor %d is %s", ddpm_opname(c->op),
                        ddpm_fmt_device(device), k + 1, ddpm_fmt_tensor(c->list[k]));
   const ddpm_backend *be = ddpm_backend_for(device);
-  if (!be) {
-    if (device >= DDPM_CUDA0 && !ddpm_cuda_backend())
-      return DDPM_FAIL(DDPM_ERR_UNSUPPORTED, "%s: this libddpm was built without CUDA", ddpm_opname(c->op));
-    return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: device %s is not available", ddpm_opname(c->op), ddpm_fmt_device(device));
-  }
+  if (!be) return ddpm_check_device(ddpm_opname(c->op), device);
   ddpm_kernel_fn fn = be->kernels[c->op];
   if (!fn)
     return DDPM_FAIL(DDPM_ERR_UNSUPPORTED, "%s: no kernel on the %s backend", ddpm_opname(c->op), be->name);

@@ -13,6 +13,7 @@ int ddpm_dtype_is_floating(int dtype) { return ddpm_is_float(dtype); }
 /* PyTorch's promotion lattice for tensor-tensor ops: bool < uint8 < int32 < int64 < floats;
  * among floats the wider wins, and float16 with bfloat16 gives float32. */
 int ddpm_promote_types(int a, int b) {
+  if (!ddpm_valid_dtype(a) || !ddpm_valid_dtype(b)) return -1;
   if (a == b) return a;
   static const int rank[8] = {/*f32*/ 12, /*f64*/ 13, /*f16*/ 10, /*bf16*/ 11,
                               /*i64*/ 4,  /*i32*/ 3,  /*u8*/ 2,   /*bool*/ 1};

@@ -121,6 +121,8 @@ DDPM_INTERNAL extern const ddpm_backend ddpm_cpu_backend;
 DDPM_INTERNAL const ddpm_backend *ddpm_cuda_backend(void); /* NULL in a CPU-only build */
 DDPM_INTERNAL int ddpm_cuda_device_count_internal(void);
 DDPM_INTERNAL int ddpm_dispatch(ddpm_call *c);
+/* DDPM_OK when device can be used, else a status and a message saying why not. */
+DDPM_INTERNAL int ddpm_check_device(const char *op, int device);
 
 /* ---- errors --------------------------------------------------------------------------------------- */
 DDPM_INTERNAL int ddpm_fail_at(int code, const char *file, int line, const char *fmt, ...)
@@ -203,6 +205,8 @@ DDPM_INTERNAL int ddpm_broadcast_shapes(const char *op, int na, const int64_t *s
 DDPM_INTERNAL int ddpm_check_shape(const char *op, int ndim, const int64_t *shape);
 DDPM_INTERNAL int ddpm_check_same_device(const char *op, const ddpm_tensor *a, const ddpm_tensor *b);
 DDPM_INTERNAL int ddpm_check_tensor(const char *op, const char *what, const ddpm_tensor *t);
+/* Refuse a NULL out-parameter before any work is done. */
+DDPM_INTERNAL int ddpm_check_out(const char *op, const void *out);
 DDPM_INTERNAL void ddpm_bump_version(ddpm_tensor *t);
 
 /* ---- op plumbing ------------------------------------------------------------------------------------------ */

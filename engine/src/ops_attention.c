@@ -17,12 +17,14 @@
  *   SDPA_BWD  in[0] go [B0,B1,Lq,Ev] contiguous, in[1] q, in[2] k, in[3] v (as SDPA), in[4] P;
  *          out[0] gq, out[1] gk, out[2] gv contiguous in q, k, v's shapes; i[], f[] as SDPA. */
 #include "nn_common.h"
+#include "autocast.h" /* cuda/autocast.h: the autocast cast policy */
 #include <math.h>
 
 /* ---- softmax / log_softmax ------------------------------------------------------------------------ */
 static int softmax_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int dim) {
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, softmax_impl(out, op, ac_[0], dim), x); /* autocast hook (cuda/autocast.h) */
   DDPM_TRY(nn_need_float(name, "input", x));
   int d;
   DDPM_TRY(ddpm_wrap_dim(name, dim, x->ndim, &d));
@@ -184,6 +186,9 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
                                       ddpm_generator *gen) {
   const char *op = "scaled_dot_product_attention";
   DDPM_TRY(check_attention(q, k, v));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER_GPU,
+                ddpm_scaled_dot_product_attention(out, ac_[0], ac_[1], ac_[2], ac_[3], dropout_p, is_causal, scale, gen),
+                q, k, v, mask); /* autocast hook (cuda/autocast.h) */
   if (!(dropout_p >= 0 && dropout_p < 1))
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "%s: dropout_p must be in [0, 1), got %g", op, dropout_p);
   if (is_causal && mask)
@@ -192,7 +197,7 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
   int64_t E = q->shape[nd - 1], Lq = q->shape[nd - 2], Lk = k->shape[nd - 2], Ev = v->shape[nd - 1];
   if (isnan(scale)) scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;
   ddpm_tensor *q4 = NULL, *k4 = NULL, *v4 = NULL, *qr = NULL, *kr = NULL, *vr = NULL, *m4 = NULL;
-  ddpm_tensor *o = NULL, *P = NULL;
+  ddpm_tensor *o = NULL, *o4 = NULL, *P = NULL;
   int st = DDPM_OK;
   DDPM_CHECK(as4d(&q4, q));
   DDPM_CHECK(as4d(&k4, k));
@@ -203,9 +208,14 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
   DDPM_CHECK(prepare_mask(&m4, mask, q, Lk));
   {
     int64_t B0 = q4->shape[0], B1 = q4->shape[1];
-    int64_t os[4] = {B0, B1, Lq, Ev}, ps[4] = {B0, B1, Lq, Lk};
+    int64_t os4[4] = {B0, B1, Lq, Ev}, ps[4] = {B0, B1, Lq, Lk}, os[DDPM_MAX_DIMS], ost[4];
+    memcpy(os, q->shape, sizeof(int64_t) * (size_t)nd);
+    os[nd - 1] = Ev;
     bool need = ddpm_ag_enabled() && (q->requires_grad || k->requires_grad || v->requires_grad);
-    DDPM_CHECK(ddpm_tensor_new(&o, 4, os, q->dtype, q->device));
+    /* the output has the caller's shape (so the node sits on it); the kernel sees a 4-D alias */
+    DDPM_CHECK(ddpm_tensor_new(&o, nd, os, q->dtype, q->device));
+    ddpm_contiguous_strides(4, os4, ost);
+    DDPM_CHECK(ddpm_tensor_alias(&o4, o, 4, os4, ost, 0));
     if (need) DDPM_CHECK(ddpm_tensor_new(&P, 4, ps, q->dtype, q->device));
     uint64_t seed = 0, base = 0;
     if (dropout_p > 0) {
@@ -213,7 +223,7 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
       seed = gen->seed;
       base = ddpm_generator_reserve(gen, (uint64_t)(B0 * B1 * Lq * Lk));
     }
-    ddpm_call c = {.op = DDPM_OP_SDPA, .nin = 4, .nout = 2, .in = {qr, kr, vr, m4}, .out = {o, P},
+    ddpm_call c = {.op = DDPM_OP_SDPA, .nin = 4, .nout = 2, .in = {qr, kr, vr, m4}, .out = {o4, P},
                    .i = {is_causal ? 1 : 0, (int64_t)seed, (int64_t)base}, .f = {scale, dropout_p}};
     DDPM_CHECK(ddpm_dispatch(&c));
     ddpm_tensor *ins[3] = {q4, k4, v4};
@@ -225,16 +235,12 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
       ddpm_tensor *save[4] = {qr, kr, vr, P};
       DDPM_CHECK(nn_record(n, o, 4, save));
     }
-  }
-  {
-    int64_t shape[DDPM_MAX_DIMS];
-    memcpy(shape, q->shape, sizeof(int64_t) * (size_t)nd);
-    shape[nd - 1] = Ev;
-    st = ddpm_reshape(out, o, nd, shape);
+    *out = o;
+    o = NULL;
   }
 done: {
-  ddpm_tensor *all[9] = {q4, k4, v4, qr, kr, vr, m4, o, P};
-  nn_release(9, all);
+  ddpm_tensor *all[10] = {q4, k4, v4, qr, kr, vr, m4, o, o4, P};
+  nn_release(10, all);
 }
   return st;
 }

@@ -64,6 +64,7 @@ int bw_COPY(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 }
 
 int ddpm_contiguous(ddpm_tensor **out, ddpm_tensor *t) {
+  DDPM_TRY(ddpm_check_out("contiguous", out));
   DDPM_TRY(ddpm_check_tensor("contiguous", "self", t));
   if (ddpm_tensor_is_contiguous(t)) {
     ddpm_tensor_retain(t);
@@ -74,20 +75,16 @@ int ddpm_contiguous(ddpm_tensor **out, ddpm_tensor *t) {
 }
 
 int ddpm_clone(ddpm_tensor **out, ddpm_tensor *t) {
+  DDPM_TRY(ddpm_check_out("clone", out));
   DDPM_TRY(ddpm_check_tensor("clone", "self", t));
   return copy_to_new(out, t, t->dtype, t->device);
 }
 
 int ddpm_to(ddpm_tensor **out, ddpm_tensor *t, int dtype, int device) {
+  DDPM_TRY(ddpm_check_out("to", out));
   DDPM_TRY(ddpm_check_tensor("to", "self", t));
   if (!ddpm_valid_dtype(dtype)) return DDPM_FAIL(DDPM_ERR_DTYPE, "to: invalid dtype id %d", dtype);
-  if (!ddpm_backend_for(device)) {
-    if (device >= DDPM_CUDA0 && !ddpm_cuda_backend())
-      return DDPM_FAIL(DDPM_ERR_UNSUPPORTED, "to: cannot move %s to %s: this libddpm was built without CUDA",
-                       ddpm_fmt_tensor(t), ddpm_fmt_device(device));
-    return DDPM_FAIL(DDPM_ERR_DEVICE, "to: cannot move %s to %s: no such device is available",
-                     ddpm_fmt_tensor(t), ddpm_fmt_device(device));
-  }
+  if (!ddpm_backend_for(device)) return ddpm_check_device("to", device);
   if (dtype == t->dtype && device == t->device) {
     ddpm_tensor_retain(t);
     *out = t;
@@ -99,6 +96,7 @@ int ddpm_to(ddpm_tensor **out, ddpm_tensor *t, int dtype, int device) {
 int ddpm_cast(ddpm_tensor **out, ddpm_tensor *t, int dtype) { return ddpm_to(out, t, dtype, t->device); }
 
 int ddpm_detach(ddpm_tensor **out, ddpm_tensor *t) {
+  DDPM_TRY(ddpm_check_out("detach", out));
   DDPM_TRY(ddpm_check_tensor("detach", "self", t));
   return ddpm_tensor_alias(out, t, t->ndim, t->shape, t->strides, t->offset);
 }

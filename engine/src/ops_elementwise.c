@@ -50,10 +50,14 @@ int ddpm_reduce_to(ddpm_tensor **out, ddpm_tensor *g, const ddpm_meta *m) {
 
 /* ---- unary -------------------------------------------------------------------------------------- */
 int ddpm_unary_op(ddpm_tensor **out, int op, ddpm_tensor *x, double p0) {
+  DDPM_TRY(ddpm_check_out(ddpm_opname(op), out));
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
   if (x->dtype == DDPM_BOOL && (op == DDPM_OP_NEG))
     return DDPM_FAIL(DDPM_ERR_DTYPE, "neg: negation is not supported on bool tensors; use logical not (x:eq(0))");
+  /* rounding an integer is the identity; PyTorch still returns a new tensor */
+  if (!ddpm_is_float(x->dtype) && (op == DDPM_OP_FLOOR || op == DDPM_OP_CEIL || op == DDPM_OP_ROUND))
+    return ddpm_clone(out, x);
   ddpm_tensor *src = NULL, *o = NULL;
   DDPM_TRY(maybe_float(&src, x, float_only(op)));
   int st = ddpm_tensor_new(&o, src->ndim, src->shape, src->dtype, src->device);
@@ -71,7 +75,7 @@ int ddpm_unary_op(ddpm_tensor **out, int op, ddpm_tensor *x, double p0) {
       case DDPM_OP_RELU:
         st = ddpm_ag_save(n, o);
         break;
-      case DDPM_OP_NEG: break;
+      case DDPM_OP_NEG: case DDPM_OP_SIGN: case DDPM_OP_FLOOR: case DDPM_OP_CEIL: case DDPM_OP_ROUND: break;
       default: st = ddpm_ag_save(n, src);
       }
       if (st) ddpm_node_release(n);
@@ -151,12 +155,21 @@ ACT_BW(RELU)
 ACT_BW(SILU)
 ACT_BW(GELU)
 int bw_NEG(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return ddpm_neg(&gin[0], g); }
+/* step functions: zero gradient almost everywhere, as PyTorch defines it */
+static int zero_grad_like(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
+  return ddpm_full(&gin[0], g->ndim, g->shape, 0.0, g->dtype, g->device);
+}
+int bw_SIGN(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return zero_grad_like(n, g, gin); }
+int bw_FLOOR(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return zero_grad_like(n, g, gin); }
+int bw_CEIL(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return zero_grad_like(n, g, gin); }
+int bw_ROUND(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return zero_grad_like(n, g, gin); }
 int bw_EXP(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
   return ddpm_binary_op(&gin[0], DDPM_OP_MUL, g, n->saved[0]);
 }
 
 /* ---- scalar ops --------------------------------------------------------------------------------- */
 int ddpm_scalar_op(ddpm_tensor **out, int op, ddpm_tensor *x, double s, double s2) {
+  DDPM_TRY(ddpm_check_out(ddpm_opname(op), out));
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
   if (op == DDPM_OP_CLAMP && s > s2)
@@ -165,7 +178,10 @@ int ddpm_scalar_op(ddpm_tensor **out, int op, ddpm_tensor *x, double s, double s
                     (op == DDPM_OP_POW_SCALAR && s < 0);
   if (op == DDPM_OP_CLAMP) need_float = need_float || (s2 != floor(s2) && isfinite(s2));
   ddpm_tensor *src = NULL, *o = NULL;
-  DDPM_TRY(maybe_float(&src, x, need_float));
+  if (!need_float && x->dtype == DDPM_BOOL) /* bool arithmetic with a number counts in int64, as torch */
+    DDPM_TRY(ddpm_cast(&src, x, DDPM_INT64));
+  else
+    DDPM_TRY(maybe_float(&src, x, need_float));
   int st = ddpm_tensor_new(&o, src->ndim, src->shape, src->dtype, src->device);
   if (!st) {
     ddpm_call c = {.op = op, .nin = 1, .nout = 1, .in = {src}, .out = {o}, .f = {s, s2}};
@@ -275,6 +291,7 @@ done:
 static bool is_cmp(int op) { return op >= DDPM_OP_EQ && op <= DDPM_OP_GE; }
 
 int ddpm_binary_op(ddpm_tensor **out, int op, ddpm_tensor *a, ddpm_tensor *b) {
+  DDPM_TRY(ddpm_check_out(ddpm_opname(op), out));
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "first argument", a));
   DDPM_TRY(ddpm_check_tensor(name, "second argument", b));
@@ -478,6 +495,7 @@ int bw_MINIMUM(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return bw_extr
 
 /* ---- where ---------------------------------------------------------------------------------------------- */
 int ddpm_where(ddpm_tensor **out, ddpm_tensor *cond, ddpm_tensor *a, ddpm_tensor *b) {
+  DDPM_TRY(ddpm_check_out("where", out));
   DDPM_TRY(ddpm_check_tensor("where", "condition", cond));
   DDPM_TRY(ddpm_check_tensor("where", "input", a));
   DDPM_TRY(ddpm_check_tensor("where", "other", b));

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 int ddpm_cat(ddpm_tensor **out, int n, ddpm_tensor *const *ts, int dim) {
+  DDPM_TRY(ddpm_check_out("cat", out));
   if (n <= 0 || !ts) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "cat: expected a non-empty list of tensors");
   for (int k = 0; k < n; k++)
     if (!ts[k]) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "cat: element %d of the list is nil, expected a tensor", k + 1);
@@ -89,6 +90,7 @@ int bw_CAT(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 }
 
 int ddpm_stack(ddpm_tensor **out, int n, ddpm_tensor *const *ts, int dim) {
+  DDPM_TRY(ddpm_check_out("stack", out));
   if (n <= 0 || !ts) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "stack: expected a non-empty list of tensors");
   for (int k = 0; k < n; k++) {
     if (!ts[k]) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "stack: element %d of the list is nil, expected a tensor", k + 1);

@@ -1,5 +1,6 @@
 /* ops_reduce.c: sum, mean, var, amax/amin, max/min over a dim, argmax/argmin, and gradients. */
 #include "internal.h"
+#include "autocast.h" /* cuda/autocast.h: sum/mean of half inputs run in float32 under autocast */
 #include <math.h>
 
 static int dims_mask(const char *op, const ddpm_tensor *x, int ndims, const int64_t *dims, uint32_t *mask) {
@@ -95,7 +96,9 @@ int bw_SUM(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 }
 
 int ddpm_sum(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim) {
+  DDPM_TRY(ddpm_check_out("sum", out));
   DDPM_TRY(ddpm_check_tensor("sum", "input", x));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, ddpm_sum(out, ac_[0], ndims, dims, keepdim), x); /* autocast hook (cuda/autocast.h) */
   uint32_t mask;
   DDPM_TRY(dims_mask("sum", x, ndims, dims, &mask));
   return ddpm_sum_dims(out, x, mask, keepdim);
@@ -109,7 +112,9 @@ static int64_t mask_count(const ddpm_tensor *x, uint32_t mask) {
 }
 
 int ddpm_mean(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim) {
+  DDPM_TRY(ddpm_check_out("mean", out));
   DDPM_TRY(ddpm_check_tensor("mean", "input", x));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, ddpm_mean(out, ac_[0], ndims, dims, keepdim), x); /* autocast hook (cuda/autocast.h) */
   if (!ddpm_is_float(x->dtype))
     return DDPM_FAIL(DDPM_ERR_DTYPE, "mean: input must be floating point, got %s (use :float() first)",
                      ddpm_fmt_tensor(x));
@@ -123,6 +128,7 @@ int ddpm_mean(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims,
 }
 
 int ddpm_var(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, double correction, int keepdim) {
+  DDPM_TRY(ddpm_check_out("var", out));
   DDPM_TRY(ddpm_check_tensor("var", "input", x));
   if (!ddpm_is_float(x->dtype))
     return DDPM_FAIL(DDPM_ERR_DTYPE, "var: input must be floating point, got %s", ddpm_fmt_tensor(x));
@@ -173,9 +179,11 @@ static int extreme(ddpm_tensor **out, int op, ddpm_tensor *x, int ndims, const i
   return DDPM_OK;
 }
 int ddpm_amax(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim) {
+  DDPM_TRY(ddpm_check_out("amax", out));
   return extreme(out, DDPM_OP_AMAX, x, ndims, dims, keepdim);
 }
 int ddpm_amin(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim) {
+  DDPM_TRY(ddpm_check_out("amin", out));
   return extreme(out, DDPM_OP_AMIN, x, ndims, dims, keepdim);
 }
 
@@ -231,9 +239,11 @@ static int arg_extreme(ddpm_tensor **out, int op, ddpm_tensor *x, int dim, int k
   return run_reduction(out, op, x, x->ndim ? 1u << d : 0u, keepdim, DDPM_INT64);
 }
 int ddpm_argmax(ddpm_tensor **out, ddpm_tensor *x, int dim, int keepdim, int all) {
+  DDPM_TRY(ddpm_check_out("argmax", out));
   return arg_extreme(out, DDPM_OP_ARGMAX, x, dim, keepdim, all);
 }
 int ddpm_argmin(ddpm_tensor **out, ddpm_tensor *x, int dim, int keepdim, int all) {
+  DDPM_TRY(ddpm_check_out("argmin", out));
   return arg_extreme(out, DDPM_OP_ARGMIN, x, dim, keepdim, all);
 }
 
@@ -241,6 +251,8 @@ int ddpm_argmin(ddpm_tensor **out, ddpm_tensor *x, int dim, int keepdim, int all
  * gradient to that one element, as PyTorch does): where(onehot(index), x, 0) summed over dim. */
 static int extreme_dim(ddpm_tensor **values, ddpm_tensor **indices, int argop, ddpm_tensor *x, int dim, int keepdim) {
   const char *name = argop == DDPM_OP_ARGMAX ? "max" : "min";
+  DDPM_TRY(ddpm_check_out(name, values));
+  DDPM_TRY(ddpm_check_out(name, indices));
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
   int d;
   DDPM_TRY(ddpm_wrap_dim(name, dim, x->ndim, &d));

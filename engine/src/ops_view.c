@@ -48,6 +48,7 @@ static bool view_strides(const ddpm_tensor *t, int ndim, const int64_t *shape, i
 static int infer_shape(const char *op, const ddpm_tensor *t, int ndim, const int64_t *shape, int64_t *res) {
   if (ndim < 0 || ndim > DDPM_MAX_DIMS)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "%s: %d dims requested, tensors have at most %d", op, ndim, DDPM_MAX_DIMS);
+  if (ndim > 0 && !shape) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "%s: shape is NULL", op);
   int infer = -1;
   int64_t prod = 1, numel = ddpm_tensor_numel(t);
   for (int d = 0; d < ndim; d++) {
@@ -74,6 +75,7 @@ static int infer_shape(const char *op, const ddpm_tensor *t, int ndim, const int
 }
 
 int ddpm_view(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *shape) {
+  DDPM_TRY(ddpm_check_out("view", out));
   DDPM_TRY(ddpm_check_tensor("view", "self", t));
   int64_t s[DDPM_MAX_DIMS], st[DDPM_MAX_DIMS];
   DDPM_TRY(infer_shape("view", t, ndim, shape, s));
@@ -86,6 +88,7 @@ int ddpm_view(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *shape)
 }
 
 int ddpm_reshape(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *shape) {
+  DDPM_TRY(ddpm_check_out("reshape", out));
   DDPM_TRY(ddpm_check_tensor("reshape", "self", t));
   int64_t s[DDPM_MAX_DIMS], st[DDPM_MAX_DIMS];
   DDPM_TRY(infer_shape("reshape", t, ndim, shape, s));
@@ -102,6 +105,7 @@ int bw_VIEW(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 }
 
 int ddpm_unsqueeze(ddpm_tensor **out, ddpm_tensor *t, int dim) {
+  DDPM_TRY(ddpm_check_out("unsqueeze", out));
   DDPM_TRY(ddpm_check_tensor("unsqueeze", "self", t));
   if (t->ndim >= DDPM_MAX_DIMS)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "unsqueeze: %s already has the maximum of %d dims", ddpm_fmt_tensor(t), DDPM_MAX_DIMS);
@@ -125,6 +129,7 @@ int ddpm_unsqueeze(ddpm_tensor **out, ddpm_tensor *t, int dim) {
 }
 
 int ddpm_squeeze(ddpm_tensor **out, ddpm_tensor *t, int dim) {
+  DDPM_TRY(ddpm_check_out("squeeze", out));
   DDPM_TRY(ddpm_check_tensor("squeeze", "self", t));
   int d;
   DDPM_TRY(ddpm_wrap_dim("squeeze", dim, t->ndim, &d));
@@ -140,6 +145,7 @@ int ddpm_squeeze(ddpm_tensor **out, ddpm_tensor *t, int dim) {
 }
 
 int ddpm_squeeze_all(ddpm_tensor **out, ddpm_tensor *t) {
+  DDPM_TRY(ddpm_check_out("squeeze_all", out));
   DDPM_TRY(ddpm_check_tensor("squeeze", "self", t));
   int64_t s[DDPM_MAX_DIMS], st[DDPM_MAX_DIMS];
   int n = 0;
@@ -153,7 +159,9 @@ int ddpm_squeeze_all(ddpm_tensor **out, ddpm_tensor *t) {
 }
 
 int ddpm_permute(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *dims) {
+  DDPM_TRY(ddpm_check_out("permute", out));
   DDPM_TRY(ddpm_check_tensor("permute", "self", t));
+  if (ndim > 0 && !dims) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "permute: dims is NULL");
   if (ndim != t->ndim)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "permute: %d dims given for %s; expected a permutation of all %d dims", ndim,
                      ddpm_fmt_tensor(t), t->ndim);
@@ -179,6 +187,7 @@ int bw_PERMUTE(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 }
 
 int ddpm_transpose(ddpm_tensor **out, ddpm_tensor *t, int dim0, int dim1) {
+  DDPM_TRY(ddpm_check_out("transpose", out));
   DDPM_TRY(ddpm_check_tensor("transpose", "self", t));
   int a, b;
   DDPM_TRY(ddpm_wrap_dim("transpose", dim0, t->ndim, &a));
@@ -196,10 +205,12 @@ int ddpm_transpose(ddpm_tensor **out, ddpm_tensor *t, int dim0, int dim1) {
 }
 
 int ddpm_expand(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *shape) {
+  DDPM_TRY(ddpm_check_out("expand", out));
   DDPM_TRY(ddpm_check_tensor("expand", "self", t));
   if (ndim < t->ndim || ndim > DDPM_MAX_DIMS)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "expand: the number of sizes (%d) must be at least the tensor's dims (%s)", ndim,
                      ddpm_fmt_tensor(t));
+  if (ndim > 0 && !shape) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "expand: shape is NULL");
   int64_t s[DDPM_MAX_DIMS], st[DDPM_MAX_DIMS];
   int off = ndim - t->ndim;
   for (int d = 0; d < ndim; d++) {
@@ -214,6 +225,8 @@ int ddpm_expand(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *shap
     } else {
       int64_t have = t->shape[td];
       if (want == -1) want = have;
+      if (want < 0)
+        return DDPM_FAIL(DDPM_ERR_SHAPE, "expand: invalid size %lld in %s", (long long)want, ddpm_fmt_shape(ndim, shape));
       if (have == want) {
         s[d] = have;
         st[d] = t->strides[td];
@@ -232,6 +245,7 @@ int ddpm_expand(ddpm_tensor **out, ddpm_tensor *t, int ndim, const int64_t *shap
 int bw_EXPAND(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return ddpm_reduce_to(&gin[0], g, &n->in_meta[0]); }
 
 int ddpm_slice(ddpm_tensor **out, ddpm_tensor *t, int dim, int64_t start, int64_t end, int64_t step) {
+  DDPM_TRY(ddpm_check_out("slice", out));
   DDPM_TRY(ddpm_check_tensor("slice", "self", t));
   if (t->ndim == 0) return DDPM_FAIL(DDPM_ERR_SHAPE, "slice: cannot slice a 0-dim tensor");
   int d;
@@ -248,19 +262,20 @@ int ddpm_slice(ddpm_tensor **out, ddpm_tensor *t, int dim, int64_t start, int64_
   int64_t s[DDPM_MAX_DIMS], st[DDPM_MAX_DIMS];
   memcpy(s, t->shape, sizeof s);
   memcpy(st, t->strides, sizeof st);
-  s[d] = (end - start + step - 1) / step;
+  s[d] = end == start ? 0 : (end - start - 1) / step + 1; /* no overflow for a huge step */
   st[d] = t->strides[d] * step;
   int64_t p[4] = {d, start, end, step};
   return finish_view(out, t, DDPM_OP_SLICE, t->ndim, s, st, t->offset + start * t->strides[d], p, 4);
 }
 
 int ddpm_narrow(ddpm_tensor **out, ddpm_tensor *t, int dim, int64_t start, int64_t length) {
+  DDPM_TRY(ddpm_check_out("narrow", out));
   DDPM_TRY(ddpm_check_tensor("narrow", "self", t));
   int d;
   DDPM_TRY(ddpm_wrap_dim("narrow", dim, t->ndim, &d));
   int64_t n = t->ndim ? t->shape[d] : 1;
   if (start < 0) start += n;
-  if (start < 0 || length < 0 || start + length > n)
+  if (start < 0 || length < 0 || start > n || length > n - start)
     return DDPM_FAIL(DDPM_ERR_INDEX, "narrow: start %lld with length %lld exceeds dim %d of size %lld (%s)",
                      (long long)start, (long long)length, d, (long long)n, ddpm_fmt_tensor(t));
   return ddpm_slice(out, t, d, start, start + length, 1);
@@ -284,6 +299,7 @@ static int scatter_into_zeros(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin, b
 int bw_SLICE(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) { return scatter_into_zeros(n, g, gin, false); }
 
 int ddpm_select(ddpm_tensor **out, ddpm_tensor *t, int dim, int64_t index) {
+  DDPM_TRY(ddpm_check_out("select", out));
   DDPM_TRY(ddpm_check_tensor("select", "self", t));
   if (t->ndim == 0) return DDPM_FAIL(DDPM_ERR_SHAPE, "select: cannot index a 0-dim tensor");
   int d;

@@ -11,6 +11,7 @@ static ddpm_generator default_gen = {67280421310721ull, 0};
 ddpm_generator *ddpm_default_generator(void) { return &default_gen; }
 
 int ddpm_generator_new(ddpm_generator **out, uint64_t seed) {
+  DDPM_TRY(ddpm_check_out("generator_new", out));
   ddpm_generator *g = calloc(1, sizeof *g);
   if (!g) return DDPM_FAIL(DDPM_ERR_OOM, "Generator: out of memory");
   g->seed = seed;
@@ -20,13 +21,16 @@ int ddpm_generator_new(ddpm_generator **out, uint64_t seed) {
 void ddpm_generator_free(ddpm_generator *g) {
   if (g && g != &default_gen) free(g);
 }
+/* A NULL generator means the default one, here as in every random entry point. */
 void ddpm_generator_manual_seed(ddpm_generator *g, uint64_t seed) {
+  if (!g) g = &default_gen;
   g->seed = seed;
   g->offset = 0;
 }
-uint64_t ddpm_generator_seed(const ddpm_generator *g) { return g->seed; }
-uint64_t ddpm_generator_offset(const ddpm_generator *g) { return g->offset; }
+uint64_t ddpm_generator_seed(const ddpm_generator *g) { return (g ? g : &default_gen)->seed; }
+uint64_t ddpm_generator_offset(const ddpm_generator *g) { return (g ? g : &default_gen)->offset; }
 void ddpm_generator_set_state(ddpm_generator *g, uint64_t seed, uint64_t offset) {
+  if (!g) g = &default_gen;
   g->seed = seed;
   g->offset = offset;
 }
@@ -50,7 +54,7 @@ static int random_fill(const char *name, int op, ddpm_tensor *t, ddpm_tensor *pr
   }
   uint64_t base = ddpm_generator_reserve(g, (uint64_t)n);
   ddpm_call c = {.op = op, .nin = probs ? 1 : 0, .nout = 1, .in = {probs}, .out = {dst}, .f = {a, b},
-                 .i = {(int64_t)g->seed, (int64_t)base}};
+                 .i = {(int64_t)g->seed, (int64_t)base, (int64_t)(intptr_t)g}}; /* i[2]: CUDA graph replays advance g */
   int st = ddpm_dispatch(&c);
   if (!st && tmp) st = ddpm_copy_(t, tmp);
   ddpm_tensor_release(tmp);
@@ -83,6 +87,7 @@ int ddpm_randint_(ddpm_tensor *t, int64_t lo, int64_t hi, ddpm_generator *g) {
 }
 
 int ddpm_bernoulli(ddpm_tensor **out, ddpm_tensor *probs, ddpm_generator *g) {
+  DDPM_TRY(ddpm_check_out("bernoulli", out));
   DDPM_TRY(ddpm_check_tensor("bernoulli", "input", probs));
   if (!ddpm_is_float(probs->dtype))
     return DDPM_FAIL(DDPM_ERR_DTYPE, "bernoulli: probabilities must be floating point, got %s", ddpm_fmt_tensor(probs));
@@ -106,6 +111,7 @@ int ddpm_bernoulli(ddpm_tensor **out, ddpm_tensor *probs, ddpm_generator *g) {
 
 /* Host-side algorithms: both are O(n) sequential by nature and never on a hot path. */
 int ddpm_randperm(ddpm_tensor **out, int64_t n, int dtype, int device, ddpm_generator *g) {
+  DDPM_TRY(ddpm_check_out("randperm", out));
   if (n < 0) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "randperm: n must be >= 0, got %lld", (long long)n);
   if (dtype != DDPM_INT64 && dtype != DDPM_INT32 && !ddpm_is_float(dtype))
     return DDPM_FAIL(DDPM_ERR_DTYPE, "randperm: unsupported dtype %s", ddpm_dname(dtype));
@@ -129,6 +135,7 @@ int ddpm_randperm(ddpm_tensor **out, int64_t n, int dtype, int device, ddpm_gene
 }
 
 int ddpm_multinomial(ddpm_tensor **out, ddpm_tensor *probs, int64_t num_samples, int replacement, ddpm_generator *g) {
+  DDPM_TRY(ddpm_check_out("multinomial", out));
   DDPM_TRY(ddpm_check_tensor("multinomial", "input", probs));
   if (probs->ndim != 1 && probs->ndim != 2)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "multinomial: probabilities must be 1-D or 2-D, got %s", ddpm_fmt_tensor(probs));
@@ -148,8 +155,9 @@ int ddpm_multinomial(ddpm_tensor **out, ddpm_tensor *probs, int64_t num_samples,
   }
   for (int64_t i = 0; i < rows * n; i++)
     if (!(w[i] >= 0) || !isfinite(w[i])) {
+      st = DDPM_FAIL(DDPM_ERR_ARGUMENT, "multinomial: probabilities must be finite and >= 0 (found %g)", w[i]);
       free(w);
-      return DDPM_FAIL(DDPM_ERR_ARGUMENT, "multinomial: probabilities must be finite and >= 0 (found %g)", w[i]);
+      return st;
     }
   int64_t shp[2] = {rows, num_samples};
   ddpm_tensor *h = NULL;

@@ -31,7 +31,7 @@ void ddpm_memory_mark(void) { allocs_since_mark = 0; }
 
 int ddpm_storage_new(ddpm_storage **out, size_t nbytes, int device) {
   const ddpm_backend *be = ddpm_backend_for(device);
-  if (!be) return DDPM_FAIL(DDPM_ERR_DEVICE, "device %s is not available", ddpm_fmt_device(device));
+  if (!be) return ddpm_check_device("allocate", device);
   ddpm_storage *s = calloc(1, sizeof *s);
   if (!s) return DDPM_FAIL(DDPM_ERR_OOM, "out of host memory for a storage header");
   s->refcount = 1;

@@ -79,6 +79,11 @@ int ddpm_check_tensor(const char *op, const char *what, const ddpm_tensor *t) {
   return DDPM_OK;
 }
 
+int ddpm_check_out(const char *op, const void *out) {
+  if (!out) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "%s: the output pointer is NULL", op);
+  return DDPM_OK;
+}
+
 int ddpm_check_same_device(const char *op, const ddpm_tensor *a, const ddpm_tensor *b) {
   if (a->device != b->device)
     return DDPM_FAIL(DDPM_ERR_DEVICE,
@@ -99,7 +104,8 @@ void ddpm_bump_version(ddpm_tensor *t) { t->storage->version++; }
 /* ---- lifetime ---------------------------------------------------------------------------------- */
 int ddpm_tensor_new(ddpm_tensor **out, int ndim, const int64_t *shape, int dtype, int device) {
   DDPM_TRY(ddpm_check_shape("empty", ndim, shape));
-  if (!ddpm_valid_dtype(dtype)) return DDPM_FAIL(DDPM_ERR_DTYPE, "invalid dtype id %d", dtype);
+  if (!ddpm_valid_dtype(dtype)) return DDPM_FAIL(DDPM_ERR_DTYPE, "empty: invalid dtype id %d", dtype);
+  DDPM_TRY(ddpm_check_device("empty", device));
   ddpm_tensor *t = calloc(1, sizeof *t);
   if (!t) return DDPM_FAIL(DDPM_ERR_OOM, "out of host memory for a tensor header");
   int64_t n = ddpm_shape_numel(ndim, shape);
@@ -154,26 +160,31 @@ void ddpm_tensor_release(ddpm_tensor *t) {
 }
 
 /* ---- metadata ------------------------------------------------------------------------------------ */
-int ddpm_tensor_ndim(const ddpm_tensor *t) { return t->ndim; }
+/* The getters cannot report a status; on a NULL handle they answer -1 (or NULL/0) instead of
+ * crashing. */
+int ddpm_tensor_ndim(const ddpm_tensor *t) { return t ? t->ndim : -1; }
 int ddpm_tensor_shape(const ddpm_tensor *t, int64_t *shape) {
+  if (!t || !shape) return -1;
   memcpy(shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
   return t->ndim;
 }
 int ddpm_tensor_strides(const ddpm_tensor *t, int64_t *strides) {
+  if (!t || !strides) return -1;
   memcpy(strides, t->strides, sizeof(int64_t) * (size_t)t->ndim);
   return t->ndim;
 }
-int64_t ddpm_tensor_numel(const ddpm_tensor *t) { return ddpm_shape_numel(t->ndim, t->shape); }
-int64_t ddpm_tensor_offset(const ddpm_tensor *t) { return t->offset; }
-int ddpm_tensor_dtype(const ddpm_tensor *t) { return t->dtype; }
-int ddpm_tensor_device(const ddpm_tensor *t) { return t->device; }
-int64_t ddpm_tensor_version(const ddpm_tensor *t) { return t->storage->version; }
+int64_t ddpm_tensor_numel(const ddpm_tensor *t) { return t ? ddpm_shape_numel(t->ndim, t->shape) : -1; }
+int64_t ddpm_tensor_offset(const ddpm_tensor *t) { return t ? t->offset : -1; }
+int ddpm_tensor_dtype(const ddpm_tensor *t) { return t ? t->dtype : -1; }
+int ddpm_tensor_device(const ddpm_tensor *t) { return t ? t->device : -1; }
+int64_t ddpm_tensor_version(const ddpm_tensor *t) { return t ? t->storage->version : -1; }
 int ddpm_tensor_same_storage(const ddpm_tensor *a, const ddpm_tensor *b) {
   return a && b && a->storage == b->storage;
 }
-void *ddpm_tensor_data(const ddpm_tensor *t) { return t->device == DDPM_CPU ? ddpm_ptr(t) : NULL; }
+void *ddpm_tensor_data(const ddpm_tensor *t) { return t && t->device == DDPM_CPU ? ddpm_ptr(t) : NULL; }
 
 int ddpm_tensor_is_contiguous(const ddpm_tensor *t) {
+  if (!t) return 0;
   int64_t s = 1;
   for (int i = t->ndim - 1; i >= 0; i--) {
     if (t->shape[i] == 1) continue;
@@ -185,10 +196,12 @@ int ddpm_tensor_is_contiguous(const ddpm_tensor *t) {
 
 /* Row-major read-out of any tensor to host memory, converting to double. */
 int ddpm_tensor_to_doubles(const ddpm_tensor *t, double *dst, int64_t n) {
+  DDPM_TRY(ddpm_check_tensor("to_doubles", "self", t));
   int64_t numel = ddpm_tensor_numel(t);
   if (n < numel)
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "to_doubles: buffer of %lld for %lld elements", (long long)n,
                      (long long)numel);
+  if (numel && !dst) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "to_doubles: the destination is NULL");
   ddpm_tensor *h = NULL;
   DDPM_TRY(ddpm_to(&h, (ddpm_tensor *)t, DDPM_FLOAT64, DDPM_CPU));
   ddpm_tensor *c = NULL;
@@ -200,10 +213,12 @@ int ddpm_tensor_to_doubles(const ddpm_tensor *t, double *dst, int64_t n) {
 }
 
 int ddpm_tensor_to_bytes(const ddpm_tensor *t, void *dst, int64_t nbytes) {
+  DDPM_TRY(ddpm_check_tensor("to_bytes", "self", t));
   int64_t need = ddpm_tensor_numel(t) * ddpm_dsize(t->dtype);
   if (nbytes < need)
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "to_bytes: buffer of %lld bytes, %s needs %lld",
                      (long long)nbytes, ddpm_fmt_tensor(t), (long long)need);
+  if (need && !dst) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "to_bytes: the destination is NULL");
   ddpm_tensor *c = NULL;
   DDPM_TRY(ddpm_contiguous(&c, (ddpm_tensor *)t));
   const ddpm_backend *be = ddpm_backend_for(c->device);
@@ -213,6 +228,8 @@ int ddpm_tensor_to_bytes(const ddpm_tensor *t, void *dst, int64_t nbytes) {
 }
 
 int ddpm_tensor_item(const ddpm_tensor *t, double *out) {
+  DDPM_TRY(ddpm_check_tensor("item", "self", t));
+  DDPM_TRY(ddpm_check_out("item", out));
   if (ddpm_tensor_numel(t) != 1)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "item: a tensor with %lld elements (%s) cannot be converted to a number",
                      (long long)ddpm_tensor_numel(t), ddpm_fmt_tensor(t));
@@ -221,6 +238,7 @@ int ddpm_tensor_item(const ddpm_tensor *t, double *out) {
 
 /* ---- creation ------------------------------------------------------------------------------------------ */
 int ddpm_empty(ddpm_tensor **out, int ndim, const int64_t *shape, int dtype, int device) {
+  DDPM_TRY(ddpm_check_out("empty", out));
   return ddpm_tensor_new(out, ndim, shape, dtype, device);
 }
 
@@ -234,7 +252,8 @@ int ddpm_fill_(ddpm_tensor *t, double value) {
 }
 
 int ddpm_full(ddpm_tensor **out, int ndim, const int64_t *shape, double value, int dtype, int device) {
-  ddpm_tensor *t;
+  DDPM_TRY(ddpm_check_out("full", out));
+  ddpm_tensor *t = NULL;
   DDPM_TRY(ddpm_tensor_new(&t, ndim, shape, dtype, device));
   int st = ddpm_fill_(t, value);
   if (st) {
@@ -268,6 +287,7 @@ static int from_host_doubles(ddpm_tensor **out, const double *v, int64_t n, int 
 
 int ddpm_from_doubles(ddpm_tensor **out, const double *values, int ndim, const int64_t *shape,
                       int dtype, int device) {
+  DDPM_TRY(ddpm_check_out("from_doubles", out));
   DDPM_TRY(ddpm_check_shape("tensor", ndim, shape));
   if (!ddpm_valid_dtype(dtype)) return DDPM_FAIL(DDPM_ERR_DTYPE, "tensor: invalid dtype id %d", dtype);
   int64_t n = ddpm_shape_numel(ndim, shape);
@@ -277,6 +297,7 @@ int ddpm_from_doubles(ddpm_tensor **out, const double *values, int ndim, const i
 
 int ddpm_from_bytes(ddpm_tensor **out, const void *data, int64_t nbytes, int ndim,
                     const int64_t *shape, int dtype, int device) {
+  DDPM_TRY(ddpm_check_out("from_bytes", out));
   DDPM_TRY(ddpm_check_shape("from_bytes", ndim, shape));
   if (!ddpm_valid_dtype(dtype)) return DDPM_FAIL(DDPM_ERR_DTYPE, "from_bytes: invalid dtype id %d", dtype);
   int64_t need = ddpm_shape_numel(ndim, shape) * ddpm_dsize(dtype);
@@ -297,6 +318,7 @@ int ddpm_from_bytes(ddpm_tensor **out, const void *data, int64_t nbytes, int ndi
 }
 
 int ddpm_arange(ddpm_tensor **out, double start, double end, double step, int dtype, int device) {
+  DDPM_TRY(ddpm_check_out("arange", out));
   if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step))
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "arange: start %g, end %g, step %g: need finite values and step ~= 0",
                      start, end, step);
@@ -313,6 +335,7 @@ int ddpm_arange(ddpm_tensor **out, double start, double end, double step, int dt
 }
 
 int ddpm_linspace(ddpm_tensor **out, double start, double end, int64_t steps, int dtype, int device) {
+  DDPM_TRY(ddpm_check_out("linspace", out));
   if (steps < 0) return DDPM_FAIL(DDPM_ERR_ARGUMENT, "linspace: steps %lld must be >= 0", (long long)steps);
   double *v = malloc(sizeof(double) * (size_t)(steps ? steps : 1));
   if (!v) return DDPM_FAIL(DDPM_ERR_OOM, "linspace: out of memory");
@@ -321,10 +344,12 @@ int ddpm_linspace(ddpm_tensor **out, double start, double end, int64_t steps, in
   double stepv = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
   int64_t half = steps / 2;
   for (int64_t i = 0; i < steps; i++) v[i] = i < half ? start + stepv * (double)i : end - stepv * (double)(steps - i - 1);
+  if (steps == 1) v[0] = start; /* torch.linspace(a, b, 1) is [a] */
   int st;
   if (dtype == DDPM_FLOAT32) { /* compute in float as torch does for float32 */
     float fs = (float)start, fe = (float)end, fst = steps > 1 ? (fe - fs) / (float)(steps - 1) : 0;
     for (int64_t i = 0; i < steps; i++) v[i] = i < half ? fs + fst * (float)i : fe - fst * (float)(steps - i - 1);
+    if (steps == 1) v[0] = fs;
   }
   st = from_host_doubles(out, v, steps, 1, &steps, dtype, device);
   free(v);

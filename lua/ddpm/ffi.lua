@@ -15,7 +15,14 @@ else
     local ok, cfg = pcall(require, 'ddpm.build_config')
     path = ok and cfg.libpath or 'ddpm'
   end
+  -- libddpm must never be unloaded: its OpenMP worker threads outlive every call, and a
+  -- dlclose (when the clib object below is collected, e.g. at lua_close or when a test runner
+  -- resets package.loaded) would unmap code they are still running.  RTLD_NODELETE pins it.
+  pcall(ffi.cdef, 'void *dlopen(const char *file, int mode);')
+  local file = path:find('/', 1, true) and path or ('lib' .. path .. '.so')
+  pcall(function() return ffi.C.dlopen(file, 0x1002) end) -- RTLD_NOW | RTLD_NODELETE (glibc)
   C = ffi.load(path)
+  debug.getregistry().ddpm_clib = C
 end
 if C.ddpm_abi_version() ~= ABI_VERSION then
   error(string.format('ddpm: libddpm ABI %d does not match the Lua package (ABI %d); rebuild or reinstall',

@@ -233,11 +233,29 @@ local fn_names = { 'add', 'sub', 'mul', 'div', 'pow', 'neg', 'abs', 'sign', 'exp
   'tanh', 'sigmoid', 'relu', 'floor', 'ceil', 'round', 'clamp', 'clip', 'maximum', 'minimum', 'eq', 'ne', 'lt', 'le', 'gt',
   'ge', 'sum', 'mean', 'var', 'std', 'amax', 'amin', 'max', 'min', 'argmax', 'argmin', 'matmul', 'mm', 'bmm', 'reshape',
   'permute', 'transpose', 'flatten', 'unsqueeze', 'squeeze', 'narrow', 'select', 'chunk', 'split', 'unbind', 'square',
-  'norm', 'allclose', 'index_select', 'equal', 'reciprocal', 'log1p', 'expm1', 'clone', 'detach', 'numel', 't', 'swapaxes', 'unflatten' }
-for _, n in ipairs(fn_names) do ddpm[n] = methods[n] end
+  'norm', 'allclose', 'index_select', 'equal', 'reciprocal', 'log1p', 'expm1', 'clone', 'detach', 'numel', 't', 'swapaxes', 'unflatten', 'flip', 'masked_fill', 'logical_not',
+  'logical_and', 'logical_or', 'logical_xor', 'isnan', 'isinf', 'isfinite', 'std', 'expand', 'view', 'contiguous' }
+-- torch.add(2, x) may take a number first; every other function needs a tensor first, and says
+-- so by name rather than failing inside the FFI
+local number_first = { add = true, sub = true, mul = true, div = true, pow = true, maximum = true, minimum = true,
+  eq = true, ne = true, lt = true, le = true, gt = true, ge = true }
+for _, n in ipairs(fn_names) do
+  local f = methods[n]
+  if number_first[n] then
+    ddpm[n] = f
+  else
+    ddpm[n] = function(x, ...)
+      if not is_tensor(x) then
+        raise(string.format('%s: input must be a tensor, got %s', n, x == nil and 'nil' or type(x)))
+      end
+      return f(x, ...)
+    end
+  end
+end
 
 local list_buf_t = ffi.typeof('ddpm_tensor*[?]')
 local function tensor_list(op, list)
+  if is_tensor(list) then raise(op .. ': expected a table of tensors, got a tensor (write ' .. op .. '({a, b}))') end
   if type(list) ~= 'table' then raise(op .. ': expected a table of tensors, got ' .. type(list)) end
   local n = #list
   local arr = list_buf_t(math.max(n, 1))
@@ -268,8 +286,8 @@ end
 -- ---- grad mode ------------------------------------------------------------------------------------------------------
 -- LuaJIT has no table.pack: collect results with a closure instead
 local function pack(...) return { n = select('#', ...), ... } end
-local function with_grad_mode(mode, fn, ...)
-  if type(fn) ~= 'function' then raise('expected a function to run, got ' .. type(fn)) end
+local function with_grad_mode(name, mode, fn, ...)
+  if type(fn) ~= 'function' then raise(name .. ': expected a function to run, got ' .. type(fn)) end
   local prev = C.ddpm_grad_enabled()
   C.ddpm_set_grad_enabled(mode)
   local res = pack(pcall(fn, ...))
@@ -277,8 +295,8 @@ local function with_grad_mode(mode, fn, ...)
   if not res[1] then error(res[2], 0) end
   return unpack(res, 2, res.n)
 end
-function ddpm.no_grad(fn, ...) return with_grad_mode(0, fn, ...) end
-function ddpm.enable_grad(fn, ...) return with_grad_mode(1, fn, ...) end
+function ddpm.no_grad(fn, ...) return with_grad_mode('no_grad', 0, fn, ...) end
+function ddpm.enable_grad(fn, ...) return with_grad_mode('enable_grad', 1, fn, ...) end
 function ddpm.is_grad_enabled() return C.ddpm_grad_enabled() ~= 0 end
 function ddpm.set_grad_enabled(on) C.ddpm_set_grad_enabled(on and 1 or 0) end
 ddpm.inference_mode = ddpm.no_grad
@@ -292,7 +310,7 @@ function ddpm.get_num_threads() return C.ddpm_get_num_threads() end
 local lazy = { nn = 'ddpm.nn', optim = 'ddpm.optim', autograd = 'ddpm.autograd', models = 'ddpm.models',
   schedulers = 'ddpm.schedulers', pipelines = 'ddpm.pipelines', data = 'ddpm.data', io = 'ddpm.io',
   cuda = 'ddpm.cuda', amp = 'ddpm.amp', utils = 'ddpm.utils', metrics = 'ddpm.metrics', cli = 'ddpm.cli',
-  testing = 'ddpm.testing' }
+  testing = 'ddpm.testing', autocast = 'ddpm.autocast', backends = 'ddpm.backends' }
 setmetatable(ddpm, {
   __index = function(t, k)
     local mod = lazy[k]

@@ -12,38 +12,53 @@ local methods = {}
 M.methods = methods
 
 -- ---- wrapping handles and native-memory pressure -------------------------------------------
--- The Lua GC cannot see native memory; every few dozen new tensors we compare the bytes the
--- engine holds with a threshold and run a full collection when it has grown a lot.
+-- The Lua GC cannot see native memory, and a dead temporary keeps its buffer until a collection
+-- runs its finalizer.  Left alone, a loop of tensor ops walks through hundreds of MB of fresh
+-- pages (a page fault per 4 KB, and cold caches) before the GC wakes up.  So every new tensor
+-- checks the bytes the engine holds, and a full collection runs once they exceed what was live
+-- after the previous one by a budget (half of that, at least GC_BUDGET_MIN); malloc then hands
+-- the freed buffers out again while they are still mapped and warm.
 local release = C.ddpm_tensor_release
-local wraps, threshold = 0, 256 * 2 ^ 20
+local memory_allocated = C.ddpm_memory_allocated
+local GC_BUDGET_MIN = 48 * 2 ^ 20
+local next_gc = GC_BUDGET_MIN
 local cuda_devices = 0
 function M.set_cuda_devices(n) cuda_devices = n end
+function M.set_gc_budget(bytes) GC_BUDGET_MIN = bytes end
 local function live_bytes()
-  local b = tonumber(C.ddpm_memory_allocated(0))
-  for d = 1, cuda_devices do b = b + tonumber(C.ddpm_memory_allocated(d)) end
+  local b = tonumber(memory_allocated(0))
+  for d = 1, cuda_devices do b = b + tonumber(memory_allocated(d)) end
   return b
 end
 local function pressure()
-  local live = live_bytes()
-  if live > threshold then
-    collectgarbage('collect')
-    local after = live_bytes()
-    threshold = math.max(2 * after, after + 256 * 2 ^ 20)
-  end
+  if live_bytes() <= next_gc then return end
+  collectgarbage('collect')
+  local after = live_bytes()
+  next_gc = after + math.max(GC_BUDGET_MIN, after * 0.5)
 end
+-- Tensors are `ddpm_tensor &` cdata, not pointers: LuaJIT's JIT (releases before 2023, e.g.
+-- Debian 12's) compiles `pointer + number` and `pointer - number` as pointer arithmetic even
+-- for an incomplete struct, so `t + 1` in a hot loop would yield a wild pointer instead of
+-- calling __add.  References always reach the metamethods, and convert to ddpm_tensor* in
+-- every C call.  (tests/lua/tensor_ops_spec.lua checks this under the JIT.)
+local tensor_ref = ffi.typeof('ddpm_tensor &')
+local tensor_ptr = ffi.typeof('ddpm_tensor *')
+local cast, gc = ffi.cast, ffi.gc
 local function wrap(p)
-  wraps = wraps + 1
-  if wraps >= 64 then
-    wraps = 0
-    pressure()
-  end
-  return ffi.gc(p, release)
+  pressure()
+  return gc(cast(tensor_ref, p), release)
 end
 M.wrap = wrap
 
-local tensor_ct = ffi.typeof('ddpm_tensor*')
-local function is_tensor(x) return type(x) == 'cdata' and ffi.istype(tensor_ct, x) end
+local istype = ffi.istype
+local function is_tensor(x)
+  return type(x) == 'cdata' and (istype(tensor_ref, x) or istype(tensor_ptr, x))
+end
 M.is_tensor = is_tensor
+-- The handle's address as a number: the same for every Lua object wrapping one tensor (t.grad
+-- returns a new wrapper each time).  ffi.cast('intptr_t', t) does not work on a reference.
+local voidp, intptr = ffi.typeof('void *'), ffi.typeof('intptr_t')
+function M.address(t) return tonumber(cast(intptr, cast(voidp, t))) end
 
 -- ---- calling the C API ---------------------------------------------------------------------------
 local retry = F.retry
@@ -101,22 +116,21 @@ M.need_number = need_number
 local function sizes_from(op, buf, ...)
   local n = select('#', ...)
   local first = ...
+  local function put(i, v)
+    if type(v) ~= 'number' then
+      raise(string.format('%s: size %d is %s, expected an integer', op, i, v == nil and 'nil' or type(v)))
+    end
+    if v ~= math.floor(v) then raise(string.format('%s: size %d is %s, expected an integer', op, i, tostring(v))) end
+    buf[i - 1] = v
+  end
   if type(first) == 'table' then
     local t = first
     if #t > 8 then raise(string.format('%s: %d dims requested, tensors have at most 8', op, #t)) end
-    for i = 1, #t do
-      local v = t[i]
-      if type(v) ~= 'number' then raise(string.format('%s: size %d is %s, expected a number', op, i, type(v))) end
-      buf[i - 1] = v
-    end
+    for i = 1, #t do put(i, t[i]) end
     return #t
   end
   if n > 8 then raise(string.format('%s: %d dims requested, tensors have at most 8', op, n)) end
-  for i = 1, n do
-    local v = select(i, ...)
-    if type(v) ~= 'number' then raise(string.format('%s: size %d is %s, expected a number', op, i, type(v))) end
-    buf[i - 1] = v
-  end
+  for i = 1, n do put(i, (select(i, ...))) end
   return n
 end
 M.sizes_from = sizes_from
@@ -124,6 +138,8 @@ M.sizes_from = sizes_from
 -- Split (sizes..., opts) where opts is a trailing table with named keys.
 local function split_opts(...)
   local n = select('#', ...)
+  while n > 0 and select(n, ...) == nil do n = n - 1 end -- f(2, 3, nil) is f(2, 3)
+  if n == 0 then return nil, 0 end
   local last = select(n, ...)
   if n >= 1 and type(last) == 'table' and last[1] == nil and next(last) ~= nil then
     return last, n - 1
@@ -189,6 +205,9 @@ function methods.is_floating_point(t) return D.by_id[C.ddpm_tensor_dtype(t)].is_
 function methods.element_size(t) return D.by_id[C.ddpm_tensor_dtype(t)].itemsize end
 function methods.data_ptr(t) return C.ddpm_tensor_data(t) end
 function methods.is_cuda(t) return C.ddpm_tensor_device(t) ~= 0 end
+-- page-locked copy for fast host->GPU transfers (ddpm.cuda; raises without CUDA)
+function methods.pin_memory(t) return call1(C.ddpm_pin_memory, t) end
+function methods.is_pinned(t) return C.ddpm_tensor_is_pinned(t) ~= 0 end
 
 function methods.item(t)
   local v = ffi.new('double[1]')
@@ -241,11 +260,15 @@ function props.grad(t)
   if outp[0] == nil then return nil end
   return wrap(outp[0])
 end
+-- PyTorch's grad_fn class names where the engine's op differs from the torch function
+local grad_fn_names = { add_scalar = 'AddBackward0', mul_scalar = 'MulBackward0', div_scalar = 'DivBackward0',
+  rdiv_scalar = 'DivBackward0', pow_scalar = 'PowBackward0', rpow_scalar = 'PowBackward1', pow = 'PowBackward1',
+  clamp = 'ClampBackward1', copy = 'ToCopyBackward0' }
 function props.grad_fn(t)
   local s = C.ddpm_tensor_grad_fn_name(t)
   if s == nil then return nil end
-  local name = ffi.string(s):gsub('^%l', string.upper):gsub('_(%l)', string.upper)
-  return name .. 'Backward0'
+  local op = ffi.string(s)
+  return grad_fn_names[op] or (op:gsub('^%l', string.upper):gsub('_(%l)', string.upper) .. 'Backward0')
 end
 function props.T(t)
   local nd = C.ddpm_tensor_ndim(t)
@@ -338,7 +361,9 @@ end
 -- ---- views -------------------------------------------------------------------------------------------------
 function methods.view(t, ...)
   local first = ...
-  if D.is_dtype(first) or type(first) == 'string' then raise('view: reinterpreting dtypes is not supported; use :to()') end
+  if D.is_dtype(first) or (type(first) == 'string' and D.by_name[first]) then
+    raise('view: reinterpreting dtypes is not supported; use :to()')
+  end
   local n = sizes_from('view', i64, ...)
   return call3(C.ddpm_view, t, n, i64)
 end
@@ -387,6 +412,9 @@ end
 -- t:slice(dim, start, end, step): Python's t[..., start:end:step] on one dim (end exclusive).
 function methods.slice(t, d, s, e, step)
   need_number(d, 'dim', 'slice')
+  if s ~= nil then need_number(s, 'start', 'slice') end
+  if e ~= nil then need_number(e, 'end', 'slice') end
+  if step ~= nil then need_number(step, 'step', 'slice') end
   local n = methods.size(t, d)
   return call5(C.ddpm_slice, t, d, s or 0, e or n, step or 1)
 end
@@ -421,6 +449,7 @@ end
 -- chunk/split return Lua arrays of views, as PyTorch returns tuples
 function methods.chunk(t, chunks, d)
   need_number(chunks, 'chunks', 'chunk')
+  if chunks ~= math.floor(chunks) then raise('chunk: chunks must be an integer, got ' .. chunks) end
   if chunks < 1 then raise('chunk: chunks must be at least 1') end
   d = norm_dim(t, d or 0, 'chunk')
   local n = methods.size(t, d)
@@ -433,7 +462,11 @@ function methods.split(t, size, d)
   local out = {}
   if type(size) == 'table' then
     local total, pos = 0, 0
-    for _, s in ipairs(size) do total = total + s end
+    for i, s in ipairs(size) do
+      need_number(s, 'size ' .. i, 'split')
+      if s < 0 then raise(string.format('split: size %d is %d, expected a size >= 0', i, s)) end
+      total = total + s
+    end
     if total ~= n then raise(string.format('split: sizes sum to %d but dim %d has size %d', total, d, n)) end
     for i, s in ipairs(size) do
       out[i] = call4(C.ddpm_narrow, t, d, pos, s)
@@ -464,15 +497,22 @@ methods['repeat'] = function(t, ...)
   local shape = methods.shape(t)
   if #reps < #shape then raise('repeat: number of repeat dims can not be smaller than the number of tensor dims') end
   local lead = #reps - #shape
+  -- a new size-1 dim goes in front of each dim that is repeated and longer than 1; the others
+  -- repeat by expanding in place, so the intermediate view needs as few dims as possible
   local ushape, eshape, oshape = {}, {}, {}
   for i = 1, #reps do
-    local s = i > lead and shape[i - lead] or 1
-    ushape[#ushape + 1] = 1
+    local r, s = reps[i], i > lead and shape[i - lead] or 1
+    need_number(r, 'repeat ' .. i, 'repeat')
+    if r < 0 then raise(string.format('repeat: repeat %d is %d, expected a count >= 0', i, r)) end
+    if r ~= 1 and s ~= 1 then
+      ushape[#ushape + 1] = 1
+      eshape[#eshape + 1] = r
+    end
     ushape[#ushape + 1] = s
-    eshape[#eshape + 1] = reps[i]
-    eshape[#eshape + 1] = s
-    oshape[i] = reps[i] * s
+    eshape[#eshape + 1] = s == 1 and r or s
+    oshape[i] = r * s
   end
+  if #ushape > 8 then raise('repeat: this repeat needs more than 8 dims; reshape the tensor first') end
   return methods.reshape(methods.expand(methods.reshape(t, ushape), eshape), oshape)
 end
 
@@ -482,7 +522,7 @@ local function scalar_like(v, t)
   if type(v) == 'boolean' then v = v and 1 or 0 end
   local dt = C.ddpm_tensor_dtype(t)
   if dt >= 4 and v ~= math.floor(v) then dt = 0 end
-  return call6(C.ddpm_full, 0, nil, v, dt, C.ddpm_tensor_device(t))
+  return call5(C.ddpm_full, 0, nil, v, dt, C.ddpm_tensor_device(t))
 end
 M.scalar_like = scalar_like
 
@@ -573,6 +613,15 @@ methods.relu = unary(C.ddpm_relu)
 methods.floor = unary(C.ddpm_floor)
 methods.ceil = unary(C.ddpm_ceil)
 methods.round = unary(C.ddpm_round)
+methods.silu = unary(C.ddpm_silu)
+-- gelu(), gelu({approximate='tanh'}) or gelu('tanh'), as torch.nn.functional.gelu
+function methods.gelu(t, opts)
+  local approx = type(opts) == 'table' and opts.approximate or (type(opts) == 'string' and opts) or 'none'
+  if approx ~= 'none' and approx ~= 'tanh' then
+    raise(string.format("gelu: approximate must be 'none' or 'tanh', got %s", tostring(approx)))
+  end
+  return call2(C.ddpm_gelu, t, approx == 'tanh' and 1 or 0)
+end
 function methods.reciprocal(t) return call2(C.ddpm_rdiv_scalar, t, 1) end
 function methods.log1p(t) return methods.log(call2(C.ddpm_add_scalar, t, 1)) end
 function methods.expm1(t) return call2(C.ddpm_add_scalar, methods.exp(t), -1) end
@@ -586,11 +635,15 @@ function methods.clamp(t, lo, hi)
     return r
   end
   if lo == nil and hi == nil then raise('clamp: at least one of min or max must be given') end
+  if lo ~= nil then need_number(lo, 'min', 'clamp') end
+  if hi ~= nil then need_number(hi, 'max', 'clamp') end
   return call3(C.ddpm_clamp, t, lo or -math.huge, hi or math.huge)
 end
 methods.clip = methods.clamp
 function methods.clamp_(t, lo, hi)
   if type(lo) == 'table' then lo, hi = lo.min, lo.max end
+  if lo ~= nil then need_number(lo, 'min', 'clamp_') end
+  if hi ~= nil then need_number(hi, 'max', 'clamp_') end
   check(C.ddpm_clamp_(t, lo or -math.huge, hi or math.huge))
   return t
 end
@@ -665,7 +718,7 @@ function methods.var(t, d, opts)
   if type(d) == 'table' and d[1] == nil then d, opts = d.dim, d end
   local n = dims_arg('var', d)
   local keep = type(opts) == 'table' and opts.keepdim and 1 or 0
-  return call5(C.ddpm_var, t, n, i64b, correction_of(opts), keep)
+  return call5(C.ddpm_var, t, n, i64b, need_number(correction_of(opts), 'correction', 'var'), keep)
 end
 function methods.std(t, d, opts) return methods.sqrt(methods.var(t, d, opts)) end
 function methods.amax(t, d, keepdim)
@@ -751,6 +804,92 @@ function methods.index_add_(t, d, index, src)
   return t
 end
 
+-- ---- small composites PyTorch users expect -------------------------------------------------------------------
+-- Built from the engine's differentiable ops, so gradients come for free.
+
+-- flip(dims): reversed along each dim (a copy, as in PyTorch); differentiable through index_select
+function methods.flip(t, dims)
+  if type(dims) == 'number' then dims = { dims } end
+  if type(dims) ~= 'table' then raise('flip: dims must be a number or a table of numbers, got ' .. type(dims)) end
+  local r = t
+  for _, d in ipairs(dims) do
+    d = norm_dim(t, d, 'flip')
+    local n = methods.size(t, d)
+    local idx = call5(C.ddpm_arange, n - 1, -1, -1, 4, C.ddpm_tensor_device(t))
+    r = call3(C.ddpm_index_select, r, d, idx)
+  end
+  if r == t then r = methods.clone(t) end
+  return r
+end
+
+local function full_like_dtype(v, t)
+  if type(v) == 'boolean' then v = v and 1 or 0 end
+  if is_tensor(v) then return v end
+  need_number(v, 'value', 'masked_fill')
+  return call5(C.ddpm_full, 0, nil, v, C.ddpm_tensor_dtype(t), C.ddpm_tensor_device(t))
+end
+-- masked_fill(mask, value): value where mask is true (value cast to self's dtype, as torch)
+function methods.masked_fill(t, mask, value)
+  need_tensor(mask, 'mask', 'masked_fill')
+  if C.ddpm_tensor_dtype(mask) ~= 7 then raise('masked_fill: mask must be a bool tensor, got ' .. tostring(mask.dtype)) end
+  return call3(C.ddpm_where, mask, full_like_dtype(value, t), t)
+end
+
+-- In-place forms of out-of-place ops: compute, then copy_ into self (which refuses exactly
+-- when PyTorch would refuse the in-place op); errors name the in-place op.
+local function inplace_of(name, f)
+  return function(t, ...)
+    need_tensor(t, 'self', name)
+    local r = f(t, ...)
+    local st = C.ddpm_copy_(t, r)
+    if st ~= 0 then raise((F.last_error():gsub('^copy_:', name .. ':'))) end
+    return t
+  end
+end
+for _, n in ipairs({ 'abs', 'neg', 'exp', 'log', 'sqrt', 'rsqrt', 'sin', 'cos', 'tanh', 'sigmoid', 'relu', 'silu',
+  'floor', 'ceil', 'round', 'sign', 'reciprocal', 'square', 'pow', 'masked_fill' }) do
+  methods[n .. '_'] = inplace_of(n .. '_', methods[n])
+end
+
+function methods.logical_not(t) return call2(C.ddpm_eq, t, scalar_like(0, t)) end
+local function truth(t) return call2(C.ddpm_ne, t, scalar_like(0, t)) end
+function methods.logical_and(a, b) return call2(C.ddpm_mul, truth(a), truth(need_tensor(b, 'other', 'logical_and'))) end
+function methods.logical_or(a, b) return call2(C.ddpm_add, truth(a), truth(need_tensor(b, 'other', 'logical_or'))) end
+function methods.logical_xor(a, b) return call2(C.ddpm_ne, truth(a), truth(need_tensor(b, 'other', 'logical_xor'))) end
+function methods.isnan(t) return call2(C.ddpm_ne, t, t) end
+function methods.isinf(t)
+  if C.ddpm_tensor_dtype(t) > 3 then return call2(C.ddpm_ne, t, t) end -- integers are never infinite
+  return call2(C.ddpm_eq, call1(C.ddpm_abs, t), scalar_like(math.huge, t))
+end
+function methods.isfinite(t)
+  return methods.logical_not(methods.logical_or(methods.isnan(t), methods.isinf(t)))
+end
+
+function methods.type_as(t, o) return call3(C.ddpm_to, t, C.ddpm_tensor_dtype(need_tensor(o, 'other', 'type_as')), C.ddpm_tensor_device(t)) end
+-- t:new_zeros(size, {dtype=, device=}) etc.: same dtype and device as t unless given
+local function new_like(fname)
+  return function(t, ...)
+    local ddpm = require 'ddpm'
+    local o, n = split_opts(...)
+    local args = { ... }
+    local oo = { dtype = t.dtype, device = t.device }
+    if o then for k, v in pairs(o) do oo[k] = v end end
+    args[n + 1] = oo
+    return ddpm[fname](unpack(args, 1, n + 1))
+  end
+end
+methods.new_zeros, methods.new_ones, methods.new_empty = new_like('zeros'), new_like('ones'), new_like('empty')
+function methods.new_full(t, size, value, o)
+  local oo = { dtype = t.dtype, device = t.device }
+  if o then for k, v in pairs(o) do oo[k] = v end end
+  return require('ddpm').full(size, value, oo)
+end
+function methods.new_tensor(t, data, o)
+  local oo = { dtype = t.dtype, device = t.device }
+  if o then for k, v in pairs(o) do oo[k] = v end end
+  return require('ddpm').tensor(data, oo)
+end
+
 -- ---- autograd ---------------------------------------------------------------------------------------------------------
 function methods.backward(t, grad, opts)
   if type(grad) == 'table' and not is_tensor(grad) then grad, opts = opts, grad end
@@ -788,6 +927,10 @@ mt.__len = function(t)
   if C.ddpm_tensor_ndim(t) == 0 then raise('len() of a 0-d tensor') end
   return methods.size(t, 0)
 end
+-- Lua turns the result of < and <= into a boolean, so PyTorch's elementwise x < y cannot be an
+-- operator here; say what to write instead.  (== keeps Lua's identity meaning: t == nil works.)
+mt.__lt = function() raise('tensor: < and <= compare elementwise in PyTorch; write x:lt(y), x:le(y), x:gt(y) or x:ge(y)') end
+mt.__le = mt.__lt
 mt.__tostring = function(t) return Tensor_str(t) end
 mt.__concat = function(a, b) return tostring(a) .. tostring(b) end
 ffi.metatype('struct ddpm_tensor', mt)

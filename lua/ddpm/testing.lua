@@ -8,6 +8,18 @@ local M = {}
 
 local function fmt(x) return string.format('%.9g', x) end
 
+-- a 0-d view of element k (row-major) of t, whatever t's strides
+local function element(t, shape, k)
+  local cell = t
+  for d = #shape, 1, -1 do
+    shape.idx = shape.idx or {}
+    shape.idx[d] = k % shape[d]
+    k = math.floor(k / shape[d])
+  end
+  for d = 1, #shape do cell = cell:select(0, shape.idx[d]) end
+  return cell
+end
+
 -- gradcheck(fn, inputs, {eps=1e-6, atol=1e-5, rtol=1e-3, max_elements=nil, raise=true})
 -- fn(...) takes the inputs (float64 leaf tensors; those with requires_grad are checked) and
 -- returns a tensor.  The analytic gradient of sum(fn(...) * R), R a fixed random projection,
@@ -40,11 +52,11 @@ function M.gradcheck(fn, inputs, opts)
       local n = x:numel()
       local analytic = g and g:contiguous():view(-1):totable_flat() or {}
       if not g then for k = 1, n do analytic[k] = 0 end end
-      local flat = x:view(-1)
+      local shape = x:shape()
       local limit = opts.max_elements and math.min(n, opts.max_elements) or n
       local step = math.max(1, math.floor(n / limit))
       for k = 0, n - 1, step do
-        local cell = flat:select(0, k)
+        local cell = ddpm.no_grad(element, x, shape, k)
         local v = cell:item()
         ddpm.no_grad(function() cell:fill_(v + eps) end)
         local fp = scalar(unpack(inputs))

@@ -141,6 +141,8 @@ int main(void) {
       {2, 3, 16, 16, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 1},  /* conv_in */
       {2, 16, 16, 16, 3, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 1},  /* conv_out */
       {2, 4, 5, 5, 4, 5, 5, {1, 1}, {4, 4}, {1, 1}, 1, 1},     /* padding larger than half the kernel */
+      {1, 256, 40, 40, 3, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 1}, /* big image: several column blocks */
+      {2, 160, 41, 37, 2, 3, 3, {2, 1}, {2, 1}, {2, 1}, 2, 1}, /* blocks with stride, dilation, groups */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     run_case(&cases[i], DDPM_FLOAT32);

@@ -176,7 +176,7 @@ print('epochs', args.epochs)
     local function interrupt(name)
       return H.sh(string.format([[
 %s %s >out 2>err & pid=$!
-i=0; until grep -q started out || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
+i=0; until grep -qs started out || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
 sleep 0.2; kill -INT $pid; wait $pid; echo "status $?"; cat out; cat err >&2]], q(H.exe), name), { cwd = dir })
     end
     it('stops a running computation with "interrupted!" and status 130', function()

@@ -45,7 +45,7 @@ local function encode(obj)
   function enc(x, path)
     local tx = type(x)
     if T.is_tensor(x) then
-      local ptr = tostring(tonumber(ffi.cast('uintptr_t', x)))
+      local ptr = tostring(T.address(x))
       local name = by_ptr[ptr]
       if not name then
         name = tensor_name(path)

@@ -5,8 +5,9 @@
 local ddpm = require 'ddpm'
 local T = require 'ddpm.tensor'
 local D = require 'ddpm.dtype'
-local ffi = require 'ffi'
-local raise = require('ddpm.ffi').raise
+local FFI = require 'ddpm.ffi'
+local ffi = FFI.ffi
+local raise = FFI.raise
 local C = ddpm.C
 local call1, call2, call3, call4, call5, call6 = T.call1, T.call2, T.call3, T.call4, T.call5, T.call6
 local need_tensor, is_tensor = T.need_tensor, T.is_tensor
@@ -14,8 +15,10 @@ local methods = T.methods
 local F = {}
 
 local NAN = 0 / 0
+-- argument buffers, one per role so nested calls (conv2d's 'same' padding calls F.pad) never clash
 local i64a, i64b, i64c = ffi.new('int64_t[16]'), ffi.new('int64_t[8]'), ffi.new('int64_t[8]')
-local FFI = require 'ddpm.ffi'
+local padbuf = ffi.new('int64_t[16]')
+local dbl3 = ffi.new('double[3]')
 local outp = FFI.outp
 
 -- call a C entry point with more arguments than T.call1..call6 take
@@ -24,8 +27,9 @@ local function calln(fn, ...)
   if st ~= 0 then FFI.retry(st, fn, outp, ...) end
   return T.wrap(outp[0])
 end
-local dbl3 = ffi.new('double[3]')
-local padbuf = ffi.new('int64_t[16]')
+
+-- a 0-d tensor like t (comparisons against it need no scalar conversion)
+local function scalar(v, t) return ddpm.full({}, v, { dtype = t.dtype, device = t.device }) end
 
 -- a trailing options table (named keys only), as opposed to a size list or a tensor
 local function is_opts(x) return type(x) == 'table' and not is_tensor(x) and x[1] == nil end
@@ -284,15 +288,23 @@ end
 -- huber_loss(input, target, {reduction='mean', delta=1.0}) = delta * smooth_l1_loss(beta=delta)
 function F.huber_loss(x, t, opts)
   local delta = type(opts) == 'table' and opts.delta or 1.0
-  local l = F.smooth_l1_loss(x, t, { reduction = type(opts) == 'table' and opts.reduction or opts, beta = delta })
+  local red = type(opts) == 'table' and (opts.reduction or 'mean') or opts
+  local l = F.smooth_l1_loss(x, t, { reduction = red, beta = delta })
   if delta == 1 then return l end
   return l * delta
 end
 
--- nll_loss(input, target, {weight=nil, ignore_index=-100, reduction='mean'})
+-- a class-weight tensor where PyTorch's positional weight argument sits becomes {weight=...}
+local function weight_opts(opts)
+  if is_tensor(opts) then return { weight = opts } end
+  return opts
+end
+
+-- nll_loss(input, target, {weight=nil, ignore_index=-100, reduction='mean'}) (or nll_loss(input, target, weight))
 function F.nll_loss(x, target, opts)
   need_tensor(x, 'input', 'nll_loss')
   need_tensor(target, 'target', 'nll_loss')
+  opts = weight_opts(opts)
   local o = type(opts) == 'table' and opts or {}
   return call5(C.ddpm_nll_loss, x, target, optional_tensor(o.weight, 'weight', 'nll_loss'), o.ignore_index or -100,
     reduction_of(opts, 'nll_loss'))
@@ -306,6 +318,7 @@ function F.cross_entropy(x, target, opts)
   local op = 'cross_entropy'
   need_tensor(x, 'input', op)
   need_tensor(target, 'target', op)
+  opts = weight_opts(opts)
   local o = type(opts) == 'table' and opts or {}
   local red = reduction_of(opts, op)
   local ls = o.label_smoothing or 0
@@ -345,7 +358,7 @@ function F.cross_entropy(x, target, opts)
   if ls == 0 then return nll end
   local smooth
   if weight then smooth = -(logp * class_weight()):sum(cdim) else smooth = -logp:sum(cdim) end
-  local keep = target:ne(ignore)
+  local keep = target:ne(scalar(ignore, target))
   smooth = smooth * keep:to(smooth.dtype)
   local ret
   if red == 1 then
@@ -382,10 +395,11 @@ function F.embedding(idx, weight, opts)
   local shape = idx:shape()
   shape[#shape + 1] = weight:size(1)
   local out = weight:index_select(0, idx:reshape(-1)):view(shape)
-  local pad = type(opts) == 'number' and opts or (type(opts) == 'table' and opts.padding_idx)
+  local pad = nil
+  if type(opts) == 'number' then pad = opts elseif type(opts) == 'table' then pad = opts.padding_idx end
   if pad ~= nil then
     if pad < 0 then pad = pad + weight:size(0) end
-    out = ddpm.where(idx:ne(pad):unsqueeze(-1), out, out:detach())
+    out = ddpm.where(idx:ne(scalar(pad, idx)):unsqueeze(-1), out, out:detach())
   end
   return out
 end

@@ -4,6 +4,7 @@ local nn = {}
 nn.functional = require 'ddpm.nn.functional'
 nn.init = require 'ddpm.nn.initializers'
 nn.Module = require 'ddpm.nn.module'
+nn.utils = require 'ddpm.nn.utils'
 
 local families = { 'container', 'linear', 'conv', 'normalization', 'activation', 'dropout', 'sparse', 'shape', 'loss' }
 for _, f in ipairs(families) do

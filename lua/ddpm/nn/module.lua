@@ -142,7 +142,7 @@ function Module:_child(name)
 end
 
 -- ---- traversal -------------------------------------------------------------------------------------------
-local function addr(t) return tostring(ffi.cast('uintptr_t', t)) end
+local function addr(t) return tostring(require('ddpm.tensor').address(t)) end
 
 -- named_children(): iterator of name, child (registered order)
 function Module:named_children()

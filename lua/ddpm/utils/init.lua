@@ -11,9 +11,12 @@ local M = {
   flip = image.flip,
   image = image,
 }
+-- loaded on first use: keeps `require 'ddpm.utils'` cheap
+local lazy = { font = 'ddpm.utils.font', progress = 'ddpm.utils.progress', profile = 'ddpm.utils.profile' }
 setmetatable(M, { __index = function(t, k)
-  if k == 'font' then
-    local v = require 'ddpm.utils.font'
+  local mod = lazy[k]
+  if mod then
+    local v = require(mod)
     rawset(t, k, v)
     return v
   end
