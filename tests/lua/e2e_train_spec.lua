@@ -250,6 +250,39 @@ describe('training', function()
   end)
 end)
 
+describe('the training log', function()
+  local L = training.metrics_log
+  for _, ext in ipairs({ 'csv', 'jsonl' }) do
+    it('writes ' .. ext .. ' rows and cuts them back to the checkpoint step on resume', function()
+      local dir = h.tmpdir()
+      local path = dir .. '/log.' .. ext
+      local log = L.open(path)
+      for step = 1, 5 do log:row({ step = step, epoch = 0, loss = 1 / step, lr = 1e-3, images_per_s = 100 + step }) end
+      log:row({ step = 6, epoch = 1, loss = 0 / 0, lr = 1e-3 }) -- a NaN loss and no speed
+      log:close()
+      local text = h.read(path)
+      if ext == 'csv' then
+        assert.matches('^step,epoch,loss,lr,images_per_s\n1,0,1,0%.001,101\n2,0,0%.5,', text)
+        assert.matches('\n6,1,nan,0%.001,\n$', text)
+      else
+        local first = ddpm.io.json.decode(text:match('^[^\n]+'))
+        assert.are.same({ step = 1, epoch = 0, loss = 1, lr = 0.001, images_per_s = 101 }, first)
+        assert.matches('"loss": null', text) -- JSON has no NaN
+      end
+      log = L.open(path, { resume_step = 3 })
+      log:row({ step = 4, epoch = 0, loss = 0.2, lr = 1e-3 })
+      log:close()
+      local steps = {}
+      for line in h.read(path):gmatch('[^\n]+') do
+        local st = tonumber(line:match('^(%d+),') or line:match('"step": (%d+)'))
+        if st then steps[#steps + 1] = st end
+      end
+      assert.are.same({ 1, 2, 3, 4 }, steps)
+      h.rmdir(dir)
+    end)
+  end
+end)
+
 describe('checkpoint directories', function()
   local ck = training.checkpoint
   local fs = training.fs
