@@ -142,3 +142,31 @@ describe('Ctrl-C', function()
     h.rmdir(out)
   end)
 end)
+
+describe('quickstart.sh', function()
+  -- the options of the main job, as quickstart.sh passes them (without --out/--overwrite/"$@")
+  local function quick_options(text, from)
+    local cmd = text:match(from .. '(.-)%-%-out')
+    assert.is_not_nil(cmd, 'no train_conditional.lua command found')
+    local words = {}
+    for w in cmd:gsub('\\\n', ' '):gmatch('%S+') do words[#words + 1] = w end
+    return words
+  end
+
+  it('runs the training script with options it accepts, the same the README shows', function()
+    local sh = h.read(h.source .. '/scripts/quickstart.sh')
+    assert.matches('install_deps%.sh', sh)
+    local words = quick_options(sh, 'build/ddpm%-lua scripts/train_conditional%.lua \\\n')
+    assert.is_true(#words > 10)
+    local readme = h.read(h.source .. '/README.md')
+    assert.are.same(words, quick_options(readme, 'build/ddpm%-lua scripts/train_conditional%.lua \\\n'))
+    -- a two-step run with exactly these options on the tiny data
+    local out = h.tmpdir()
+    local r = h.script('train_conditional.lua', h.words(words, '--data', data_dir .. '/images.npy', '--labels',
+      data_dir .. '/labels.npy', '--max-steps', '2', '--no-samples', '--no-progress', '--out', out))
+    assert.are.equal(0, r.status, r.stderr)
+    assert.matches('checkpoint: .*%(step 2%)', r.stdout)
+    h.rmdir(out)
+    assert.are.equal(0, h.sh('bash -n ' .. h.q(h.source .. '/scripts/quickstart.sh')).status)
+  end)
+end)
