@@ -86,6 +86,10 @@ function M.spec(kind, defaults)
       { '--cross-attention-dim', type = 'integer', default = def('cross_attention_dim', 1280), min = 1,
         help = 'UNet cross_attention_dim (diffusers default 1280)' },
     })
+    after('--flip', {
+      { '--balance', type = 'boolean', default = def('balance', false),
+        help = 'draw every class equally often (WeightedRandomSampler over 1/class count)' },
+    })
     after('--loss', {
       { '--label-dropout', type = 'number', default = def('label_dropout', 0), min = 0, max = 1,
         help = 'probability of training on the all-zero label (enables --guidance)' },

@@ -86,8 +86,15 @@ function Trainer.new(cfg)
   self.loader_generator = ddpm.Generator():manual_seed(self.seed * 2 + 2)
   local transform
   if get(a, 'flip', false) then transform = ddpm.data.RandomHorizontalFlip(0.5) end
-  self.loader = ddpm.data.DataLoader(self.data.dataset, { batch_size = self.batch_size, shuffle = true,
-    generator = self.loader_generator, transform = transform, device = self.device ~= 'cpu' and self.device or nil })
+  local sampler
+  if get(a, 'balance', false) then
+    if not self.data.labels then raise('--balance needs labelled data') end
+    -- an epoch is still N draws, with every class equally likely (rare classes repeat)
+    sampler = ddpm.data.WeightedRandomSampler(ddpm.data.class_balanced_weights(self.data.labels), self.data.n)
+  end
+  self.loader = ddpm.data.DataLoader(self.data.dataset, { batch_size = self.batch_size, shuffle = sampler == nil,
+    sampler = sampler, generator = self.loader_generator, transform = transform,
+    device = self.device ~= 'cpu' and self.device or nil })
   self.params = self.unet:parameters()
   if self.class_net then for _, p in ipairs(self.class_net:parameters()) do self.params[#self.params + 1] = p end end
   self.optimizer = cfg.optimizer or ddpm.optim.Adam(self.params, { lr = get(a, 'lr', 1e-4) })
