@@ -1,0 +1,28 @@
+-- training/init.lua: ddpm.training, what the training scripts share so none copies another:
+--   options     the command-line options (tutorial defaults), --resume merging, pre-flight checks
+--   data        the training data from the options (.npy, image folder, built-in Angband sprites)
+--   Trainer     the loop: noise, timesteps, loss, optimizer, progress, log, checkpoints, Ctrl-C
+--   checkpoint  RUN/checkpoint in diffusers' layout + training state, swapped in atomically
+--   losses      mse (default), l1, huber, or your own function
+--   metrics_log the per-step CSV/JSONL log
+--   fs          the filesystem helpers checkpoints use
+local M = {}
+
+local lazy = {
+  options = { 'ddpm.training.options' },
+  data = { 'ddpm.training.data' },
+  Trainer = { 'ddpm.training.trainer', 'Trainer' },
+  checkpoint = { 'ddpm.training.checkpoint' },
+  losses = { 'ddpm.training.losses' },
+  metrics_log = { 'ddpm.training.metrics_log' },
+  fs = { 'ddpm.training.fs' },
+}
+
+return setmetatable(M, { __index = function(t, k)
+  local spec = lazy[k]
+  if not spec then return nil end
+  local mod = require(spec[1])
+  local v = spec[2] and mod[spec[2]] or mod
+  rawset(t, k, v)
+  return v
+end })
