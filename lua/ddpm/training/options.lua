@@ -165,6 +165,8 @@ local function explicit(argv, spec)
   return given
 end
 
+M.explicit = explicit
+
 -- fail(msg): stop the script before training, with the message and a non-zero status
 function M.fail(msg, code)
   error({ exit_code = code or 1, message = (M.prog or 'train') .. ': error: ' .. msg }, 0)
