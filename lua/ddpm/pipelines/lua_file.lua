@@ -79,10 +79,10 @@ function M.check_scheduler(s, what)
   if type(s) ~= 'table' then
     raise(string.format('%s: expected a scheduler (a table with config, add_noise, set_timesteps, step), got a %s', what, type(s)))
   end
-  for _, m in ipairs({ 'add_noise', 'set_timesteps', 'step' }) do
+  for _, m in ipairs({ 'add_noise', 'set_timesteps', 'step', 'scale_model_input', 'timestep_list' }) do
     if type(s[m]) ~= 'function' then
-      raise(string.format('%s: the scheduler has no method %s; a scheduler needs config, add_noise, set_timesteps, step '
-        .. '(see ddpm.schedulers.base.class)', what, m))
+      raise(string.format('%s: the scheduler has no method %s; a scheduler needs config, add_noise, set_timesteps, step, '
+        .. 'scale_model_input, timestep_list and init_noise_sigma (ddpm.schedulers.base.class provides the plumbing)', what, m))
     end
   end
   local T = type(s.config) == 'table' and s.config.num_train_timesteps
@@ -94,8 +94,12 @@ function M.check_scheduler(s, what)
     local y = s:add_noise(x, ddpm.ones(1, 1, 2, 2), ddpm.tensor({ T - 1 }, { dtype = ddpm.int64 }))
     assert(require('ddpm.tensor').is_tensor(y), 'add_noise returned a ' .. type(y) .. ', not a tensor')
     s:set_timesteps(math.min(2, T))
+    assert(type(s:timestep_list()) == 'table', 'timestep_list() must return a list of timesteps')
+    assert(type(s.init_noise_sigma) == 'number', 'init_noise_sigma must be a number (1 for DDPM/DDIM)')
   end)
   if not ok then raise(string.format('%s: a trial add_noise/set_timesteps failed: %s', what, tostring(err))) end
+  -- base.class caches timestep_list(); a user set_timesteps may not reset it: drop the trial's
+  if type(s) == 'table' then rawset(s, '_tlist', nil) end
   return s
 end
 
