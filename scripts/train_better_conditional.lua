@@ -17,7 +17,7 @@ local args = options.parse(arg, {
     .. 'class-balanced sampling, label masking after a warm-up).',
   defaults = {
     channels = { 64, 128, 256 }, scheduler = 'ddim', timesteps = 1000, optimizer = 'adamw', weight_decay = 1e-4,
-    loss = 'l1', balanced = true, sample_scheduler = 'ddim', sample_steps = 10, out = 'runs/better_conditional',
+    loss = 'l1', balance = true, sample_scheduler = 'ddim', sample_steps = 10, out = 'runs/better_conditional',
   },
   extra = {
     { '--dropout', type = 'number', default = 0.2, min = 0, max = 1, help = 'UNet dropout (in its ResNet blocks)' },
@@ -77,6 +77,6 @@ end)
 
 print(trainer:summary())
 print(string.format('recipe: %s, %s loss, %s sampling, label net frozen and labels masked (p=%g) from epoch %d',
-  table.concat(args.channels, '/'), args.loss, args.balanced and 'class-balanced' or 'uniform', args.mask_prob, args.warmup))
+  table.concat(args.channels, '/'), args.loss, args.balance and 'class-balanced' or 'uniform', args.mask_prob, args.warmup))
 trainer:fit()
 trainer:finish()

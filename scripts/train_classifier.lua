@@ -20,7 +20,7 @@ for _, e in ipairs({
   { '--width', type = 'integer', default = 32, min = 8, help = 'channels of the first convolution (features: 2 x width)' },
   { '--holdout', type = 'number', default = 0.2, min = 0.01, max = 0.9, help = 'held-out share of every class' },
   { '--flip', type = 'boolean', default = true, help = 'random horizontal flips of the training batches' },
-  { '--balanced', type = 'boolean', default = true,
+  { '--balance', type = 'boolean', default = true,
     help = 'class-balanced sampling, so the small classes are learned too (the samples scored are balanced)' },
   { '--seed', type = 'integer', default = 0, min = 0, help = 'seed of the split, the weights and the data order' },
   { '--max-steps', type = 'integer', default = 0, min = 0, help = 'stop after this many steps (0: no limit)' },
@@ -50,7 +50,7 @@ local ids = metrics.classifier.class_ids(data.labels)
 local train_set = ddpm.data.TensorDataset(data.images:index_select(0, train_idx), ids:index_select(0, train_idx))
 local held_images, held_ids = data.images:index_select(0, held_idx), ids:index_select(0, held_idx)
 local g = ddpm.Generator():manual_seed(args.seed + 1)
-local sampler = args.balanced and ddpm.data.WeightedRandomSampler(ddpm.data.class_balanced_weights(
+local sampler = args.balance and ddpm.data.WeightedRandomSampler(ddpm.data.class_balanced_weights(
   ids:index_select(0, train_idx)), train_idx:numel()) or nil
 local loader = ddpm.data.DataLoader(train_set, { batch_size = args.batch_size, shuffle = sampler == nil, sampler = sampler,
   generator = g, transform = args.flip and ddpm.data.RandomHorizontalFlip(0.5) or nil })

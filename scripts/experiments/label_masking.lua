@@ -23,7 +23,7 @@ for i = 1, #arg do if arg[i] == '--quick' then quick = true end end
 -- the follow-up recipe's defaults; --quick shrinks everything to finish in minutes on 2 cores
 local defaults = {
   channels = { 64, 128, 256 }, scheduler = 'ddim', timesteps = 1000, optimizer = 'adamw', weight_decay = 1e-4, loss = 'l1',
-  balanced = true, sample_scheduler = 'ddim', sample_steps = 10, out = 'runs/label_masking',
+  balance = true, sample_scheduler = 'ddim', sample_steps = 10, out = 'runs/label_masking',
 }
 if quick then
   for k, v in pairs({ channels = { 16, 32 }, layers_per_block = 1, norm_groups = 8, attention_heads = 2, embed_dim = 32,

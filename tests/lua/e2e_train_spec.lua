@@ -13,7 +13,7 @@ setup(function()
 end)
 teardown(function() h.rmdir(data_dir) end)
 
-local EXTRA_COND = { '--label-dropout', '0.25' }
+local EXTRA_COND = { '--label-dropout', '0.25', '--balance' }
 -- the runs compared bit for bit also keep an EMA and use the Min-SNR loss: both must resume exactly
 local EMA = { '--ema', '--snr-gamma', '5' }
 local EXTRA = { '--flip', '--lr', '3e-3', '--lr-schedule', 'cosine', '--warmup-steps', '2',

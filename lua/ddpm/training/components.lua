@@ -172,13 +172,4 @@ function M.optimizer_name(args)
   return s
 end
 
--- class-balanced sampling (--balanced): each image drawn with probability 1 / (count of its class),
--- so every class is seen equally often; an epoch is still N draws (with replacement)
-function M.sampler(args, data)
-  if not get(args, 'balanced', false) then return nil end
-  if not data.labels then raise('--balanced needs labelled data (class-balanced sampling)') end
-  local w = ddpm.data.class_balanced_weights(data.labels)
-  return ddpm.data.WeightedRandomSampler(w, data.n, { replacement = true })
-end
-
 return M

@@ -90,8 +90,6 @@ function M.spec(kind, defaults)
     after('--data', {
       { '--labels', metavar = 'NPY', help = 'one-hot labels .npy [N, classes] for --data' },
       { '--class-names', type = 'strings', metavar = 'NAME', help = 'class names for the grid rows (with --data)' },
-      { '--balanced', type = 'boolean', default = def('balanced', false),
-        help = 'class-balanced sampling (WeightedRandomSampler, weight 1 / class count)' },
     })
     after('--attention-heads', {
       { '--embed-dim', type = 'integer', default = def('embed_dim', 64), min = 1, help = 'label net width = UNet encoder_hid_dim' },
@@ -99,6 +97,10 @@ function M.spec(kind, defaults)
         help = 'UNet cross_attention_dim (diffusers default 1280)' },
       { '--label-net', metavar = 'FILE.lua', default = def('label_net', nil),
         help = 'label net from a .lua file returning a module or a function(label_width, embed_dim) -> module' },
+    })
+    after('--flip', {
+      { '--balance', type = 'boolean', default = def('balance', false),
+        help = 'draw every class equally often (WeightedRandomSampler over 1/class count)' },
     })
     after('--loss', {
       { '--label-dropout', type = 'number', default = def('label_dropout', 0), min = 0, max = 1,

@@ -90,7 +90,12 @@ function Trainer.new(cfg)
   self.loader_generator = ddpm.Generator():manual_seed(self.seed * 2 + 2)
   local transform
   if get(a, 'flip', false) then transform = ddpm.data.RandomHorizontalFlip(0.5) end
-  local sampler = cfg.sampler or components.sampler(a, self.data)
+  local sampler = cfg.sampler
+  if not sampler and get(a, 'balance', false) then
+    if not self.data.labels then raise('--balance needs labelled data') end
+    -- an epoch is still N draws, with every class equally likely (rare classes repeat)
+    sampler = ddpm.data.WeightedRandomSampler(ddpm.data.class_balanced_weights(self.data.labels), self.data.n)
+  end
   self.loader = ddpm.data.DataLoader(self.data.dataset, { batch_size = self.batch_size, shuffle = sampler == nil,
     sampler = sampler, generator = self.loader_generator, transform = transform,
     device = self.device ~= 'cpu' and self.device or nil })
@@ -329,9 +334,20 @@ function Trainer:summary()
       self.class_net and ' + label net' or '', nparams, tostring(self.scheduler):match('^[^(]*') ..
       '(num_train_timesteps=' .. self.scheduler.config.num_train_timesteps .. ')'),
     string.format('training: %d epoch%s x %d batches of %d%s, %s lr %g, on %s', self.epochs, self.epochs == 1 and '' or 's', #self.loader, self.batch_size,
-      self.max_steps > 0 and (', at most ' .. self.max_steps .. ' steps') or '', self.optimizer_name, get(self.args, 'lr', 1e-4),
-      self.device),
+      self.max_steps > 0 and (', at most ' .. self.max_steps .. (self.max_steps == 1 and ' step' or ' steps')) or '',
+      self.optimizer_name, get(self.args, 'lr', 1e-4), self.device),
   }
+  local extras = {}
+  local a = self.args
+  if get(a, 'lr_schedule', 'constant') ~= 'constant' then
+    extras[#extras + 1] = a.lr_schedule .. ' schedule' .. (get(a, 'warmup_steps', 0) > 0 and (' after ' .. a.warmup_steps .. ' warm-up steps') or '')
+  end
+  if get(a, 'flip', false) then extras[#extras + 1] = 'flips' end
+  if get(a, 'balance', false) then extras[#extras + 1] = 'class-balanced' end
+  if self.label_dropout > 0 then extras[#extras + 1] = 'label dropout ' .. self.label_dropout end
+  if get(a, 'snr_gamma', 0) > 0 then extras[#extras + 1] = 'Min-SNR gamma ' .. a.snr_gamma end
+  if self.ema then extras[#extras + 1] = 'EMA' end
+  if #extras > 0 then lines[#lines] = lines[#lines] .. '; ' .. table.concat(extras, ', ') end
   if self.resumed_from then
     lines[#lines + 1] = string.format('resuming from %s at step %d', self.resumed_from, self.committed.step)
   end
