@@ -160,6 +160,26 @@ describe('--scheduler FILE.lua and --label-net FILE.lua', function()
     assert.matches('DPMSolverMultistepScheduler%(num_train_timesteps=10%)', r.stdout)
   end)
 
+  it('the example files in scripts/experiments/examples pass the checks', function()
+    local components = require 'ddpm.training.components'
+    local ex = h.source .. '/scripts/experiments/examples/'
+    local args = setmetatable({ embed_dim = 8 }, {})
+    for name, shape in pairs({ embedding_label_net = { 3, 1, 8 }, deep_mlp_label_net = { 3, 2, 8 } }) do
+      rawset(args, 'label_net', ex .. name .. '.lua')
+      local m = components.label_net(args, 5, function() error('the default must not be built') end)
+      assert.are.same(shape, m(ddpm.eye(5):narrow(0, 0, 3)):shape(), name)
+      -- the checkpoint's description rebuilds the same architecture
+      local copy = ddpm.pipelines.label_net.build(ddpm.pipelines.label_net.describe(m))
+      copy:load_state_dict(m:state_dict(), { strict = true })
+      m:eval()
+      copy:eval()
+      assert.is_true(ddpm.equal(copy(ddpm.eye(5)), m(ddpm.eye(5))), name)
+    end
+    local s = components.scheduler_by_name(ex .. 'cosine_ddim.lua', { num_train_timesteps = 50 })
+    assert.are.equal('DDIMScheduler', s.name)
+    assert.are.equal('squaredcos_cap_v2', s.config.beta_schedule)
+  end)
+
   it('a label-net file may return a module directly; the file\'s globals stay in the file', function()
     local path = dir .. '/plain_net.lua'
     h.write(path, 'helper_global = 1\nreturn ddpm.nn.Sequential(ddpm.nn.Linear(5, 8), ddpm.nn.SiLU(), ddpm.nn.Linear(8, 8), '
