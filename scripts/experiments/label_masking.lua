@@ -108,9 +108,11 @@ local function run(script, words, log)
   local code
   if log then
     -- the output goes to the terminal and to the log; the exit status through a file (POSIX sh has
-    -- no pipefail)
+    -- no pipefail).  On Ctrl-C the training script saves a checkpoint and exits 130: the shell
+    -- around it catches the signal (a trap with a command is not inherited) to record that status,
+    -- and tee ignores it so the script's last lines still have somewhere to go.
     local rc = log .. '.status'
-    os.execute(string.format('{ %s; echo $? > %s; } 2>&1 | tee %s', cmd, q(rc), q(log)))
+    os.execute(string.format("{ trap : INT; %s; echo $? > %s; } 2>&1 | (trap '' INT; tee %s)", cmd, q(rc), q(log)))
     local f = io.open(rc, 'rb')
     code = f and tonumber(f:read('*a')) or 1
     if f then f:close() end
