@@ -15,9 +15,11 @@ local args = ddpm.cli.parse(arg, {
     { '--classes', type = 'strings', metavar = 'CLASS', help = 'only these classes (names or ids; default: all)' },
     { '--num-samples', type = 'integer', default = 16, min = 1, help = 'images, for an unconditional model' },
     { '--steps', type = 'integer', default = 0, min = 0, help = 'sampling steps (0: all timesteps for ddpm, 50 otherwise)' },
-    { '--scheduler', choices = { 'saved', 'ddpm', 'ddim', 'dpm', 'euler_a' }, default = 'saved',
-      help = "the sampler (saved: the checkpoint's own, DDPM for a training run)" },
-    { '--guidance', type = 'number', default = 1, help = 'classifier-free guidance scale (> 1 needs --label-dropout training)' },
+    { '--scheduler', metavar = 'NAME|FILE.lua', default = 'saved',
+      help = "the sampler: saved (the checkpoint's own), ddpm, ddim, dpm, euler_a, or a .lua file returning a scheduler "
+        .. '(or a function(config), given the checkpoint\'s scheduler config)' },
+    { '--guidance', type = 'number', default = 1, min = 0,
+      help = 'classifier-free guidance scale (> 1 needs --label-dropout training)' },
     { '--eta', type = 'number', default = 0, min = 0, help = 'DDIM eta (0: deterministic)' },
     { '--seed', type = 'integer', default = 0, min = 0, help = 'seed of the initial noise and sampling noise' },
     { '--scale', type = 'integer', default = 8, min = 1, help = 'nearest-neighbour enlargement of each image' },
@@ -35,8 +37,8 @@ local pipe, classes, credit = options.guard(function()
     local okc, cuda = pcall(require, 'ddpm.cuda')
     if not (okc and cuda.is_available and cuda.is_available()) then error('--device cuda: CUDA is not available', 0) end
   end
-  local p = ddpm.pipelines.load(args.checkpoint, { scheduler = args.scheduler ~= 'saved' and args.scheduler or nil,
-    device = args.device ~= 'cpu' and args.device or nil })
+  local p = ddpm.pipelines.load(args.checkpoint, { device = args.device ~= 'cpu' and args.device or nil })
+  p.scheduler = training.components.sampling_scheduler(args.scheduler, p.scheduler, '--scheduler')
   -- the run's options say which data it saw, for the tile credit
   local ckpt = training.checkpoint.find(args.checkpoint)
   local run = ckpt and training.checkpoint.read_state(ckpt).args or nil

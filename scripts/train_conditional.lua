@@ -21,10 +21,11 @@ local trainer = options.guard(function()
   local data = training.data.load(args, { conditional = true })
   ddpm.manual_seed(args.seed)
 
-  -- the label net: one-hot class -> one embed_dim-wide token ([B, 1, 64] in the tutorial)
-  local class_net = nn.Sequential(
-    nn.Linear(data.num_classes, args.embed_dim), nn.GELU(),
-    nn.Linear(args.embed_dim, args.embed_dim), nn.Unsqueeze(1))
+  -- the label net: one-hot class -> one embed_dim-wide token ([B, 1, 64] in the tutorial), unless
+  -- --label-net FILE.lua gives another
+  local class_net = training.components.label_net(args, data.num_classes, function(width, dim)
+    return nn.Sequential(nn.Linear(width, dim), nn.GELU(), nn.Linear(dim, dim), nn.Unsqueeze(1))
+  end)
 
   -- the UNet: plain blocks at full resolution, cross-attention to the label token below it
   local down, up = {}, {}
@@ -39,7 +40,8 @@ local trainer = options.guard(function()
     norm_num_groups = args.norm_groups, attention_head_dim = args.attention_heads,
     cross_attention_dim = args.cross_attention_dim, encoder_hid_dim = args.embed_dim,
   }
-  local noise_scheduler = ddpm.schedulers.DDPMScheduler{ num_train_timesteps = args.timesteps }
+  -- DDPMScheduler(num_train_timesteps=--timesteps) unless --scheduler names another (or a .lua file)
+  local noise_scheduler = training.components.noise_scheduler(args)
 
   local t = training.Trainer{ unet = unet, class_net = class_net, scheduler = noise_scheduler, data = data, args = args }
   if args.resume_dir then t:resume(args.resume_dir, args.resume_state) end

@@ -28,7 +28,8 @@ local trainer = options.guard(function()
     down_block_types = down, up_block_types = up,
     norm_num_groups = args.norm_groups, attention_head_dim = args.attention_heads,
   }
-  local noise_scheduler = ddpm.schedulers.DDPMScheduler{ num_train_timesteps = args.timesteps }
+  -- DDPMScheduler(num_train_timesteps=--timesteps) unless --scheduler names another (or a .lua file)
+  local noise_scheduler = training.components.noise_scheduler(args)
 
   local t = training.Trainer{ unet = unet, scheduler = noise_scheduler, data = data, args = args }
   if args.resume_dir then t:resume(args.resume_dir, args.resume_state) end

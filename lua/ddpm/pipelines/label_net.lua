@@ -3,6 +3,8 @@
 -- so a checkpoint stores its state dict as class_net.safetensors (PyTorch's key names: 0.weight,
 -- 2.bias, ...; torch's load_state_dict reads it) and its architecture as class_net.json, a list
 -- of layers with their constructor arguments, plus the class names of the data it was trained on.
+-- A label net built from a Lua file (--label-net FILE.lua) is stored as class_net.lua, a copy of
+-- that file, and class_net.json {_class_name='LuaModule', file=, args=} (see pipelines/lua_file).
 local ddpm = require 'ddpm'
 local nn = require 'ddpm.nn'
 local class = require 'ddpm.class'
@@ -13,6 +15,9 @@ local M = {}
 
 M.WEIGHTS_NAME = 'class_net.safetensors'
 M.CONFIG_NAME = 'class_net.json'
+M.SOURCE_NAME = 'class_net.lua'
+M.LUA_CLASS = 'LuaModule'
+local lua_file = require 'ddpm.pipelines.lua_file'
 
 -- layer type -> {fields saved, constructor from the saved table}
 local layers = {
@@ -56,6 +61,10 @@ end
 
 -- describe(net) -> {_class_name='Sequential', layers={{type='Linear', in_features=5, ...}, ...}}
 function M.describe(net)
+  local origin = lua_file.origin[net]
+  if origin then
+    return { _class_name = M.LUA_CLASS, file = M.SOURCE_NAME, args = origin.args, origin = origin.path, source = origin.source }
+  end
   local name = class.typename(net)
   if name == 'Sequential' then
     local list = {}
@@ -68,6 +77,10 @@ end
 -- build(description) -> a fresh module of that architecture
 function M.build(desc, where)
   where = where or 'label net description'
+  if type(desc) == 'table' and desc._class_name == M.LUA_CLASS then
+    if type(desc.source) ~= 'string' then raise(where .. ': a LuaModule label net needs its source (' .. M.SOURCE_NAME .. ')') end
+    return lua_file.build(desc.source, desc.origin or M.SOURCE_NAME, desc.args or {}, 'label net', desc.origin)
+  end
   if type(desc) ~= 'table' or type(desc.layers) ~= 'table' or #desc.layers == 0 then
     raise(where .. ": expected {_class_name='Sequential', layers={{type='Linear', ...}, ...}}")
   end
@@ -98,7 +111,12 @@ function M.save(dir, net, extra)
   local desc = M.describe(net)
   desc._ddpm_lua = 1
   if extra and extra.class_names then desc.class_names = extra.class_names end
+  if extra and extra.num_classes then desc.num_classes = extra.num_classes end
   ddpm.save_safetensors(dir .. '/' .. M.WEIGHTS_NAME, net:state_dict(), { format = 'pt' })
+  if desc.source then
+    require('ddpm.io.atomic').write(dir .. '/' .. M.SOURCE_NAME, desc.source)
+    desc.source = nil
+  end
   json.write(dir .. '/' .. M.CONFIG_NAME, desc)
 end
 
@@ -110,6 +128,12 @@ function M.load(dir)
     dir, M.CONFIG_NAME, M.WEIGHTS_NAME)) end
   f:close()
   local desc = json.read(cpath)
+  if desc._class_name == M.LUA_CLASS then
+    local spath = dir .. '/' .. (desc.file or M.SOURCE_NAME)
+    local src, err = lua_file.read(spath)
+    if not src then raise(string.format('label net: %s names a Lua label net but %s cannot be read: %s', cpath, spath, tostring(err))) end
+    desc.source, desc.origin = src, spath
+  end
   local net = M.build(desc, cpath)
   local sd = ddpm.load_safetensors(wpath)
   net:load_state_dict(sd, { strict = true })

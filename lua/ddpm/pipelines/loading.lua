@@ -3,16 +3,20 @@
 --   unet/config.json + unet/diffusion_pytorch_model.safetensors   (diffusers loads these as is)
 --   scheduler/scheduler_config.json
 --   class_net.safetensors + class_net.json   (conditional pipelines: the label net)
+--   scheduler/scheduler.lua + scheduler/ddpm_lua_scheduler.json   (a scheduler from a Lua file)
 -- load(dir) also accepts a training run's output directory (its checkpoint/ sub-directory).
 local ddpm = require 'ddpm'
 local json = require 'ddpm.io.json'
 local label_net = require 'ddpm.pipelines.label_net'
+local lua_file = require 'ddpm.pipelines.lua_file'
 local raise = require('ddpm.ffi').raise
 
 local M = {}
 
 M.INDEX_NAME = 'model_index.json'
 M.DIFFUSERS_VERSION = '0.27.2'
+M.SCHEDULER_SOURCE = 'scheduler.lua'
+M.SCHEDULER_LUA_CONFIG = 'ddpm_lua_scheduler.json'
 
 local function exists(path)
   local f = io.open(path, 'rb')
@@ -27,7 +31,7 @@ local function class_of(m) return require('ddpm.class').typename(m) end
 function M.save(pipe, dir)
   if type(dir) ~= 'string' or dir == '' then raise(pipe.name .. ':save_pretrained: expected a directory path') end
   pipe.unet:save_pretrained(dir .. '/unet')
-  pipe.scheduler:save_config(dir .. '/scheduler')
+  M.save_scheduler(pipe.scheduler, dir .. '/scheduler')
   local index = {
     _class_name = pipe.name,
     _diffusers_version = M.DIFFUSERS_VERSION,
@@ -35,10 +39,39 @@ function M.save(pipe, dir)
     scheduler = { 'diffusers', pipe.scheduler.name },
   }
   if pipe.class_net then
-    label_net.save(dir, pipe.class_net, { class_names = pipe.class_names })
+    label_net.save(dir, pipe.class_net, { class_names = pipe.class_names, num_classes = pipe.num_classes })
     index.class_net = { 'ddpm-lua', class_of(pipe.class_net) }
   end
   json.write(dir .. '/' .. M.INDEX_NAME, index)
+end
+
+-- save_scheduler(s, dir): scheduler_config.json, and for a scheduler built by a Lua file a copy of
+-- that file with the arguments it was called with
+function M.save_scheduler(s, dir)
+  local origin = lua_file.origin[s]
+  if type(s.save_config) == 'function' then
+    s:save_config(dir)
+  else
+    require('ddpm.training.fs').mkdirs(dir)
+  end
+  if origin then
+    require('ddpm.io.atomic').write(dir .. '/' .. M.SCHEDULER_SOURCE, origin.source)
+    json.write(dir .. '/' .. M.SCHEDULER_LUA_CONFIG, { file = M.SCHEDULER_SOURCE, args = origin.args, origin = origin.path })
+  end
+end
+
+-- load_scheduler(dir): the scheduler a pipeline's scheduler/ directory describes
+function M.load_scheduler(dir)
+  local lpath = dir .. '/' .. M.SCHEDULER_LUA_CONFIG
+  if exists(lpath) then
+    local d = json.read(lpath)
+    local spath = dir .. '/' .. (d.file or M.SCHEDULER_SOURCE)
+    local src, err = lua_file.read(spath)
+    if not src then raise(string.format('pipelines.load: %s names a Lua scheduler but %s cannot be read: %s', lpath, spath,
+      tostring(err))) end
+    return lua_file.build(src, spath, d.args or {}, 'scheduler', spath)
+  end
+  return require('ddpm.schedulers').load(dir)
 end
 
 -- the directory holding the pipeline: dir itself, or dir/checkpoint for a training run
@@ -69,9 +102,11 @@ function M.load(dir, opts)
   end
   local unet = ucls.from_pretrained(dir .. '/unet', { device = opts.device })
   local schedulers = require 'ddpm.schedulers'
-  local sched = schedulers.load(dir .. '/scheduler')
+  local sched = M.load_scheduler(dir .. '/scheduler')
   if opts.scheduler ~= nil then
-    if type(opts.scheduler) == 'string' then
+    if lua_file.is_lua_path(opts.scheduler) then
+      sched = lua_file.scheduler(opts.scheduler, sched.config, 'scheduler')
+    elseif type(opts.scheduler) == 'string' then
       sched = schedulers.get(opts.scheduler).from_config(sched.config)
     else
       sched = opts.scheduler
@@ -82,7 +117,7 @@ function M.load(dir, opts)
     local net, desc = label_net.load(dir)
     if opts.device then net:to(opts.device) end
     return require('ddpm.pipelines.conditional').ConditionalDDPMPipeline(unet, net, sched,
-      { class_names = desc.class_names })
+      { class_names = desc.class_names, num_classes = desc.num_classes })
   end
   return require('ddpm.pipelines.unconditional').DDPMPipeline(unet, sched)
 end

@@ -37,10 +37,20 @@ function M.spec(kind, defaults)
     { '--epochs', type = 'integer', default = def('epochs', 32), min = 1, help = 'passes over the data' },
     { '--batch-size', type = 'integer', default = def('batch_size', 128), min = 1, help = 'images per step' },
     { '--lr', type = 'number', default = def('lr', 1e-4), min = 0, help = 'Adam learning rate' },
+    { '--optimizer', choices = { 'adam', 'adamw' }, default = def('optimizer', 'adam'),
+      help = 'Adam (the tutorial) or AdamW (decoupled weight decay)' },
+    { '--weight-decay', type = 'number', default = def('weight_decay', nil), min = 0,
+      help = 'weight decay (default: 0 for adam, 0.01 for adamw, as PyTorch)' },
     { '--lr-schedule', choices = require('ddpm.optim.lr_scheduler').SCHEDULER_NAMES, default = def('lr_schedule', 'constant'),
       help = "learning-rate schedule (diffusers' get_scheduler names)" },
     { '--warmup-steps', type = 'integer', default = def('warmup_steps', 0), min = 0, help = 'learning-rate warm-up steps' },
-    { '--timesteps', type = 'integer', default = def('timesteps', 200), min = 1, help = 'DDPMScheduler num_train_timesteps' },
+    { '--timesteps', type = 'integer', default = def('timesteps', 200), min = 1, help = "noise levels (the scheduler's num_train_timesteps)" },
+    { '--scheduler', metavar = 'NAME|FILE.lua', default = def('scheduler', 'ddpm'),
+      help = 'noise scheduler: ddpm, ddim, dpm, euler_a, or a .lua file returning a scheduler (or a function(config))' },
+    { '--prediction-type', choices = { 'epsilon', 'v_prediction', 'sample' }, default = def('prediction_type', 'epsilon'),
+      help = 'what the UNet predicts: the noise, the velocity (target scheduler:get_velocity) or the clean image' },
+    { '--zero-snr', type = 'boolean', default = def('zero_snr', false),
+      help = 'rescale the betas to zero terminal SNR, trailing timestep spacing (needs --prediction-type v_prediction)' },
     { '--loss', choices = require('ddpm.training.losses').names, default = def('loss', 'mse'), help = 'training loss on the noise' },
     { '--snr-gamma', type = 'number', default = def('snr_gamma', 0), min = 0,
       help = 'Min-SNR loss weighting min(SNR, gamma) / SNR (0: off; 5 is usual)' },
@@ -61,8 +71,8 @@ function M.spec(kind, defaults)
     -- samples
     { '--samples', type = 'boolean', default = def('samples', true), help = 'write a sample grid at the end' },
     { '--sample-every', type = 'integer', default = def('sample_every', 0), min = 0, help = 'also a sample grid every N epochs' },
-    { '--sample-scheduler', choices = { 'ddpm', 'ddim', 'dpm', 'euler_a' }, default = def('sample_scheduler', 'ddpm'),
-      help = 'scheduler for the sample grids' },
+    { '--sample-scheduler', metavar = 'NAME|FILE.lua', default = def('sample_scheduler', 'ddpm'),
+      help = 'scheduler for the sample grids: ddpm, ddim, dpm, euler_a or a .lua file (built from the training config)' },
     { '--sample-steps', type = 'integer', default = def('sample_steps', 0), min = 0,
       help = 'sampling steps (0: all timesteps for ddpm, 50 otherwise)' },
   }
@@ -85,6 +95,8 @@ function M.spec(kind, defaults)
       { '--embed-dim', type = 'integer', default = def('embed_dim', 64), min = 1, help = 'label net width = UNet encoder_hid_dim' },
       { '--cross-attention-dim', type = 'integer', default = def('cross_attention_dim', 1280), min = 1,
         help = 'UNet cross_attention_dim (diffusers default 1280)' },
+      { '--label-net', metavar = 'FILE.lua', default = def('label_net', nil),
+        help = 'label net from a .lua file returning a module or a function(label_width, embed_dim) -> module' },
     })
     after('--flip', {
       { '--balance', type = 'boolean', default = def('balance', false),
@@ -95,13 +107,41 @@ function M.spec(kind, defaults)
         help = 'probability of training on the all-zero label (enables --guidance)' },
     })
     after('--sample-steps', {
-      { '--guidance', type = 'number', default = def('guidance', 1), help = 'classifier-free guidance scale of the sample grids' },
+      { '--guidance', type = 'number', default = def('guidance', 1), min = 0,
+        help = 'classifier-free guidance scale of the sample grids' },
       { '--per-class', type = 'integer', default = def('per_class', 4), min = 1, help = 'samples per class in the grids' },
     })
   else
     o[#o + 1] = { '--num-samples', type = 'integer', default = def('num_samples', 16), min = 1, help = 'images in the sample grids' }
   end
   return o
+end
+
+-- with_extra(spec, extra): a script's own options added to the shared ones; an entry whose first
+-- name is a shared option's replaces it (same place in --help)
+function M.with_extra(spec, extra)
+  for _, x in ipairs(extra or {}) do
+    local replaced = false
+    for i, e in ipairs(spec) do
+      if e[1] == x[1] then
+        spec[i], replaced = x, true
+        break
+      end
+    end
+    if not replaced then spec[#spec + 1] = x end
+  end
+  return spec
+end
+
+-- subset(kind, names, defaults): the shared entries with these names (a script that needs only
+-- some, e.g. the data options of train_classifier.lua)
+function M.subset(kind, list, defaults)
+  local want, r = {}, {}
+  for _, n in ipairs(list) do want[n] = true end
+  for _, e in ipairs(M.spec(kind, defaults)) do
+    if want[e[1]] then r[#r + 1] = e end
+  end
+  return r
 end
 
 -- option names given on the command line (their dest names), to tell them from defaults
@@ -126,6 +166,8 @@ local function explicit(argv, spec)
   end
   return given
 end
+
+M.explicit = explicit
 
 -- fail(msg): stop the script before training, with the message and a non-zero status
 function M.fail(msg, code)
@@ -156,10 +198,11 @@ local function show(v)
   return tostring(v)
 end
 
--- parse(argv, {kind=, description=, defaults=}) -> args (with args.resume_dir set when resuming)
+-- parse(argv, {kind=, description=, defaults=, extra={option entries}}) -> args (with
+-- args.resume_dir set when resuming)
 function M.parse(argv, o)
   local kind = o.kind or 'conditional'
-  local spec = M.spec(kind, o.defaults)
+  local spec = M.with_extra(M.spec(kind, o.defaults), o.extra)
   M.prog = tostring(argv[0] or ('train_' .. kind .. '.lua')):match('[^/]*$')
   local args = ddpm.cli.parse(argv, { description = o.description, options = spec, prog = M.prog })
   local given = explicit(argv, spec)

@@ -31,7 +31,8 @@ function Trainer:pipeline(scheduler)
     if net then net = self.ema:copy(net, after) end
   end
   if self.conditional then
-    return P.ConditionalDDPMPipeline(unet, net, scheduler, { class_names = self.data.class_names })
+    return P.ConditionalDDPMPipeline(unet, net, scheduler, { class_names = self.data.class_names,
+      num_classes = self.data.num_classes })
   end
   return P.DDPMPipeline(unet, scheduler)
 end
@@ -106,8 +107,7 @@ end
 -- ---- samples ---------------------------------------------------------------------------------------------
 function Trainer:sample_grid(path)
   local a = self.args
-  local name = get(a, 'sample_scheduler', 'ddpm')
-  local sched = ddpm.schedulers.get(name).from_config(self.scheduler.config)
+  local sched = require('ddpm.training.components').sampling_scheduler(get(a, 'sample_scheduler', 'ddpm'), self.scheduler)
   local steps = get(a, 'sample_steps', 0)
   if steps == 0 then steps = nil end
   local grid = require 'ddpm.pipelines.grid'

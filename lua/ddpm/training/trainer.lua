@@ -17,6 +17,7 @@ local losses = require 'ddpm.training.losses'
 local checkpoint = require 'ddpm.training.checkpoint'
 local metrics_log = require 'ddpm.training.metrics_log'
 local options = require 'ddpm.training.options'
+local components = require 'ddpm.training.components'
 local label_net = require 'ddpm.pipelines.label_net'
 local progress = require 'ddpm.utils.progress'
 local term = require 'ddpm.utils.term'
@@ -31,7 +32,10 @@ local function get(args, k, default)
   return v
 end
 
--- Trainer{unet=, class_net=(conditional), scheduler=, data=, args=, loss=, optimizer=, print=}
+-- Trainer{unet=, class_net=(conditional), scheduler=, data=, args=, loss=, optimizer=, sampler=, on_epoch=, print=}
+--   sampler: the DataLoader's sampler (default: shuffled, or class-balanced with --balanced)
+--   on_epoch(trainer, epoch): called before each epoch's first batch (also for the epoch a resumed
+--     run continues), e.g. to freeze the label net or change trainer.label_dropout after a warm-up
 function Trainer.new(cfg)
   local self = setmetatable({}, Trainer)
   if type(cfg) ~= 'table' then raise('Trainer: expected a table {unet=, scheduler=, data=, args=}') end
@@ -86,8 +90,8 @@ function Trainer.new(cfg)
   self.loader_generator = ddpm.Generator():manual_seed(self.seed * 2 + 2)
   local transform
   if get(a, 'flip', false) then transform = ddpm.data.RandomHorizontalFlip(0.5) end
-  local sampler
-  if get(a, 'balance', false) then
+  local sampler = cfg.sampler
+  if not sampler and get(a, 'balance', false) then
     if not self.data.labels then raise('--balance needs labelled data') end
     -- an epoch is still N draws, with every class equally likely (rare classes repeat)
     sampler = ddpm.data.WeightedRandomSampler(ddpm.data.class_balanced_weights(self.data.labels), self.data.n)
@@ -95,24 +99,21 @@ function Trainer.new(cfg)
   self.loader = ddpm.data.DataLoader(self.data.dataset, { batch_size = self.batch_size, shuffle = sampler == nil,
     sampler = sampler, generator = self.loader_generator, transform = transform,
     device = self.device ~= 'cpu' and self.device or nil })
+  self.on_epoch = cfg.on_epoch
   self.params = self.unet:parameters()
   if self.class_net then for _, p in ipairs(self.class_net:parameters()) do self.params[#self.params + 1] = p end end
-  self.optimizer = cfg.optimizer or ddpm.optim.Adam(self.params, { lr = get(a, 'lr', 1e-4) })
+  self.optimizer = cfg.optimizer or components.optimizer(a, self.params)
+  self.optimizer_name = cfg.optimizer and 'optimizer' or components.optimizer_name(a)
+  if get(a, 'samples', false) or get(a, 'sample_every', 0) > 0 then
+    -- a bad --sample-scheduler fails now, not after the training
+    components.sampling_scheduler(get(a, 'sample_scheduler', 'ddpm'), self.scheduler)
+  end
   -- the schedule spans --epochs; --max-steps only stops early, so a run cut short and resumed
   -- follows the same learning rates as an uninterrupted one
   local total = self.epochs * #self.loader
   self.lr_schedule = ddpm.optim.get_scheduler(get(a, 'lr_schedule', 'constant'), self.optimizer,
     { num_warmup_steps = get(a, 'warmup_steps', 0), num_training_steps = total })
-  -- the smallest parameters, compared after an interrupted optimizer step to learn whether its
-  -- fused update ran (see on_interrupt)
-  local order = {}
-  for i, p in ipairs(self.params) do order[i] = p end
-  table.sort(order, function(x, y) return x:numel() < y:numel() end)
-  self._witness = { order[1], order[2], order[3] }
-  self._witness_idx = {}
-  for i, p in ipairs(self.params) do
-    for k, w in ipairs(self._witness) do if p == w then self._witness_idx[k] = i end end
-  end
+  self:_pick_witnesses()
   if get(a, 'ema', false) then
     self.ema = require('ddpm.training.ema').new(self.params, { decay = get(a, 'ema_decay', 0.9999) })
   end
@@ -121,6 +122,22 @@ function Trainer.new(cfg)
   self.phase = 'idle'
   self.last_saved_step = -1
   return self
+end
+
+-- the smallest trainable parameters, compared after an interrupted optimizer step to learn whether
+-- its fused update ran (see _settle); picked again when on_epoch freezes or unfreezes some
+function Trainer:_pick_witnesses()
+  local order = {}
+  for _, p in ipairs(self.params) do
+    if p.requires_grad then order[#order + 1] = p end
+  end
+  if #order == 0 then for i, p in ipairs(self.params) do order[i] = p end end
+  table.sort(order, function(x, y) return x:numel() < y:numel() end)
+  self._witness = { order[1], order[2], order[3] }
+  self._witness_idx = {}
+  for i, p in ipairs(self.params) do
+    for k, w in ipairs(self._witness) do if p == w then self._witness_idx[k] = i end end
+  end
 end
 
 -- ---- one step --------------------------------------------------------------------------------------------
@@ -234,6 +251,10 @@ function Trainer:_loop()
     if start == 0 then
       self.committed.loss_sum, self.committed.loss_n = 0, 0
     end
+    if self.on_epoch then
+      self:on_epoch(epoch)
+      self:_pick_witnesses()
+    end
     local bar = progress(nil, { total = nb - start, unit = 'batch', disable = not self.show_progress,
       desc = string.format('epoch %d/%d%s', epoch + 1, self.epochs, start > 0 and string.format(' (from batch %d)', start) or '') })
     local stopped = false
@@ -312,8 +333,9 @@ function Trainer:summary()
     string.format('model: %s%s, %d parameters; %s', require('ddpm.class').typename(self.unet),
       self.class_net and ' + label net' or '', nparams, tostring(self.scheduler):match('^[^(]*') ..
       '(num_train_timesteps=' .. self.scheduler.config.num_train_timesteps .. ')'),
-    string.format('training: %d epoch%s x %d batches of %d%s, Adam lr %g, on %s', self.epochs, self.epochs == 1 and '' or 's', #self.loader, self.batch_size,
-      self.max_steps > 0 and (', at most ' .. self.max_steps .. (self.max_steps == 1 and ' step' or ' steps')) or '', get(self.args, 'lr', 1e-4), self.device),
+    string.format('training: %d epoch%s x %d batches of %d%s, %s lr %g, on %s', self.epochs, self.epochs == 1 and '' or 's', #self.loader, self.batch_size,
+      self.max_steps > 0 and (', at most ' .. self.max_steps .. (self.max_steps == 1 and ' step' or ' steps')) or '',
+      self.optimizer_name, get(self.args, 'lr', 1e-4), self.device),
   }
   local extras = {}
   local a = self.args
