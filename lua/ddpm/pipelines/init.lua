@@ -17,11 +17,5 @@ local lazy = {
   base = { 'ddpm.pipelines.base' },
 }
 
-return setmetatable(M, { __index = function(t, k)
-  local spec = lazy[k]
-  if not spec then return nil end
-  local mod = require(spec[1])
-  local v = spec[2] and mod[spec[2]] or mod
-  rawset(t, k, v)
-  return v
-end })
+return require('ddpm.lazy')(M, lazy)
+
