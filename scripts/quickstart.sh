@@ -29,13 +29,13 @@ done
 echo "quickstart: training the conditional sprite model (docs/training.md explains the settings)"
 # The quick recipe: a smaller UNet than the tutorial's, batch 32 with flips, 1000 noise levels,
 # an EMA of the weights, Min-SNR loss weighting, label dropout for classifier-free guidance, and
-# 50-step DDIM sampling with guidance 2.  It starts over in runs/quickstart each time
+# 25-step DPM-Solver++ sampling with guidance 2.  It starts over in runs/quickstart each time
 # (continue an interrupted run with: build/ddpm-lua scripts/train_conditional.lua --resume runs/quickstart).
 build/ddpm-lua scripts/train_conditional.lua \
   --channels 32,64 --layers-per-block 1 --norm-groups 8 --attention-heads 4 --cross-attention-dim 64 \
   --batch-size 32 --epochs 40 --lr 1e-3 --lr-schedule cosine --warmup-steps 100 \
   --timesteps 1000 --flip --label-dropout 0.1 --ema --snr-gamma 5 \
-  --sample-scheduler ddim --sample-steps 50 --guidance 2 \
+  --sample-scheduler dpm --sample-steps 25 --guidance 2 \
   --out "$out" --overwrite "$@"
 echo "quickstart: the sample grid is $out/samples.png (one row per class; Angband tiles by David Gervais, CC-BY-3.0, and Adam Bolt)"
-echo "quickstart: more samples: build/ddpm-lua scripts/sample.lua --checkpoint $out --scheduler ddim --steps 50 --guidance 2 --out grid.png"
+echo "quickstart: more samples: build/ddpm-lua scripts/sample.lua --checkpoint $out --scheduler dpm --steps 25 --guidance 2 --seed 1 --out grid.png"
