@@ -55,6 +55,12 @@ const char *ddpm_dtype_name(int dtype);
 int ddpm_dtype_size(int dtype);
 int ddpm_dtype_is_floating(int dtype);
 int ddpm_promote_types(int a, int b);
+/* per-op profiler (engine/src/profile.c; also on with DDPM_PROFILE=1): calls and self seconds of
+ * each op's kernels; enable returns the previous state, wall the seconds profiled so far */
+int ddpm_profile_enable(int on);
+void ddpm_profile_reset(void);
+int ddpm_profile_read(int op, int64_t *calls, double *seconds);
+double ddpm_profile_wall(void);
 
 /* ---- memory accounting (bytes; device 0 = host) ------------------------------------------ */
 int64_t ddpm_memory_allocated(int device);

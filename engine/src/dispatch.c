@@ -37,6 +37,10 @@ int ddpm_check_device(const char *op, int device) {
                    ddpm_fmt_device(device), n, n == 1 ? "" : "s");
 }
 
+/* engine/src/profile.c: per-op timing, a single well-predicted branch while it is off */
+DDPM_INTERNAL extern int ddpm_profile_on;
+DDPM_INTERNAL int ddpm_profile_call(ddpm_kernel_fn fn, ddpm_call *c);
+
 int ddpm_dispatch(ddpm_call *c) {
   ddpm_tensor *first = c->nout ? c->out[0] : c->in[0];
   int device = first->device;
@@ -53,5 +57,6 @@ int ddpm_dispatch(ddpm_call *c) {
   ddpm_kernel_fn fn = be->kernels[c->op];
   if (!fn)
     return DDPM_FAIL(DDPM_ERR_UNSUPPORTED, "%s: no kernel on the %s backend", ddpm_opname(c->op), be->name);
+  if (__builtin_expect(ddpm_profile_on, 0)) return ddpm_profile_call(fn, c);
   return fn(c);
 }

@@ -176,6 +176,7 @@ function F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal
     attn_mask, dropout_p, is_causal, scale = o.attn_mask, o.dropout_p, o.is_causal, o.scale
     gen = ddpm._gen_handle(o)
   end
+  if is_opts(scale) then scale = scale.scale end -- PyTorch's keyword-only scale= as a trailing table
   optional_tensor(attn_mask, 'attn_mask', op)
   dropout_p = dropout_p or 0
   T.need_number(dropout_p, 'dropout_p', op)
