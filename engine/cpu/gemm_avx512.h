@@ -1,0 +1,26 @@
+/* gemm_avx512.h: the CPU backend's own float32 GEMM micro-kernels (AVX-512), used where OpenBLAS
+ * cannot see the structure: Winograd convolutions, implicit-im2col weight gradients, and fused
+ * epilogues.  Compiled for AVX-512 with function attributes and chosen at run time, so the library
+ * still loads and runs (through OpenBLAS) on CPUs without it. */
+#ifndef DDPM_GEMM_AVX512_H
+#define DDPM_GEMM_AVX512_H
+#include "cpu.h"
+
+/* 1 when this CPU runs the AVX-512 kernels (F, BW, VL, DQ) and DDPM_CPU_KERNELS is not
+ * "reference" (which forces the portable OpenBLAS paths, for A/B measurements and tests). */
+DDPM_INTERNAL int cpu_fast_kernels(void);
+
+/* C[i, j] (= or +=) sum_k A[k*ak + i] * B[k*ldb + j] for i < mr (1..8) and j < 16*nv (nv 1..4);
+ * the last 16-lane vector of each row is limited by the lane mask `last` (0xffff = full).
+ * accumulate != 0 adds the product to C (C + sum, one rounding of the sum onto C). */
+DDPM_INTERNAL void cpu_ukr_f32(int mr, int nv, int64_t K, const float *A, int64_t ak, const float *B, int64_t ldb,
+                               float *C, int64_t ldc, int accumulate, unsigned last);
+
+/* C[M, N] (= or +=) A[M, K] B[K, N] with A packed in panels of 8 rows (cpu_pack_a8: [M/8][K][8],
+ * the last panel zero-padded) and B, C row-major (ldb, ldc); N need not be a multiple of 16. */
+DDPM_INTERNAL void cpu_gemm_pa8_f32(int64_t M, int64_t N, int64_t K, const float *Ap, const float *B, int64_t ldb,
+                                    float *C, int64_t ldc, int accumulate);
+/* Pack A (row-major [M, K] with row stride lda; or, with trans, A[m, k] = src[k*lda + m]) into
+ * 8-row panels for cpu_gemm_pa8_f32: dst holds ceil(M/8)*8*K floats. */
+DDPM_INTERNAL void cpu_pack_a8_f32(int64_t M, int64_t K, const float *src, int64_t lda, bool trans, float *dst);
+#endif
