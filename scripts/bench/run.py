@@ -79,6 +79,9 @@ def loadavg():
 
 def run_one(impl, stem, args, opts):
     env = dict(os.environ)
+    for kv in opts.env:
+        k, _, v = kv.partition("=")
+        env[k] = v
     if impl == "ours":
         cmd = [opts.ddpm_lua, os.path.join(BENCH, stem + ".lua")] + args + ["--threads", str(opts.threads)]
     else:
@@ -171,9 +174,16 @@ def write_markdown(result, tbl, path):
             f"gcc {m['gcc']}; ddpm-lua {m['ddpm_lua_commit']}.  ",
             f"Peer: {result['peer_versions']}.  ",
             f"Threads: {result['threads']} for both (peer: torch.set_num_threads({result['threads']}), OPENBLAS_NUM_THREADS=1; "
-            f"ddpm-lua: ddpm.set_num_threads({result['threads']})). Repetitions: {result['reps']} processes per side, alternating.  ",
+            f"ddpm-lua: ddpm.set_num_threads({result['threads']})){'; environment of both: ' + ', '.join(result['env']) if result.get('env') else ''}. Repetitions: {result['reps']} processes per side, alternating.  ",
             f"Load average before/after: {result['load_before']} / {result['load_after']} (a shared machine: other work was running).", "",
             tbl, ""]
+    spread = ["Per-process seconds (the spread shows the machine's load):"]
+    for r in result["rows"]:
+        o, p = r["ours"]["per_process_seconds"], r["peer"]["per_process_seconds"]
+        if o or p:
+            spread.append(f"{r['key']}: ddpm-lua {', '.join('%.3g' % v for v in o) or '-'}; "
+                          f"peer {', '.join('%.3g' % v for v in p) or '-'}.")
+    body += [" ".join(spread), ""]
     if gflop:
         body.append(f"Training throughput at batch 128 (2.83 GFLOP per image): ddpm-lua {gflop:.1f} GFLOP/s, "
                     f"peer {fmt(pgflop, '.1f')} GFLOP/s.")
@@ -200,6 +210,8 @@ def main():
     ap.add_argument("--ddpm-lua", default=os.path.join(ROOT, "build", "ddpm-lua"))
     ap.add_argument("--peer-python", default=os.path.join(PEER, ".venv", "bin", "python"))
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per process")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="set in the environment of both sides (e.g. OMP_WAIT_POLICY=passive); repeatable")
     ap.add_argument("--no-write", action="store_true", help="print only; write no files")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
     ap.add_argument("--render", metavar="RESULTS_JSON",
@@ -215,7 +227,7 @@ def main():
     only = [s for s in opts.only.split(",") if s]
     todo = [m for m in measurements(opts.quick) if not only or m[0] in only or m[2] in only]
     impls = ["ours"] if opts.ours_only else ["ours", "peer"]
-    command = "scripts/bench/run.sh " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = " ".join(["scripts/bench/run.sh"] + [shlex.quote(a) for a in sys.argv[1:]])
     load_before = loadavg()
     print(f"# {command}: {len(todo)} measurements x {reps} repetitions x {len(impls)} implementations, "
           f"{opts.threads} threads; load average {load_before}", flush=True)
@@ -239,7 +251,7 @@ def main():
     result = {
         "date": date, "time": datetime.datetime.now().isoformat(timespec="seconds"),
         "mode": ("quick, " if opts.quick else "") + f"{reps} repetition(s)",
-        "command": command, "reps": reps, "threads": opts.threads, "machine": machine(),
+        "command": command, "reps": reps, "threads": opts.threads, "env": opts.env, "machine": machine(),
         "load_before": load_before, "load_after": loadavg(),
         "peer_versions": ", ".join(f"{k} {v}" for k, v in peer_v.items() if k != "impl") or "not run",
         "ratios": "speed = peer seconds / ddpm-lua seconds (>1: ddpm-lua faster); memory = ddpm-lua / peer peak RSS",
