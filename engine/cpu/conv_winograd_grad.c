@@ -185,7 +185,7 @@ static void weights_out(const wgg_geom *g, float *const *part, int np, int64_t o
 #pragma GCC pop_options
 
 /* dU[xi] (+)= dMt[xi]^T Vt[xi] over the nt tiles of a block: A = dMt (8 output channels per
- * broadcast row), B = Vt (32 input channels per row), contracted in chunks of 32 tiles */
+ * broadcast row), B = Vt (32 input channels per row) */
 static void block_gemm(const wgg_geom *g, int64_t nt, const float *Vt, const float *Mt, float *dU, bool first) {
   const int64_t Cp = g->Cp, Opp = g->Opp, TB = g->TB, C = g->C, O = g->O;
   for (int xi = 0; xi < 16; xi++) {
@@ -198,11 +198,7 @@ static void block_gemm(const wgg_geom *g, int64_t nt, const float *Vt, const flo
       unsigned last = tail >= 16 ? 0xffffu : (1u << tail) - 1u;
       for (int64_t o0 = 0; o0 < O; o0 += 8) {
         int mr = (int)(O - o0 < 8 ? O - o0 : 8);
-        for (int64_t k0 = 0; k0 < nt; k0 += 32) {
-          int64_t kn = nt - k0 < 32 ? nt - k0 : 32;
-          cpu_ukr_f32(mr, nv, kn, M + k0 * Opp + o0, Opp, V + k0 * Cp + c0, Cp, U + o0 * Cp + c0, Cp,
-                      !(first && k0 == 0), last);
-        }
+        cpu_ukr_f32(mr, nv, nt, M + o0, 1, Opp, V + c0, Cp, U + o0 * Cp + c0, Cp, !first, NULL, last);
       }
     }
   }

@@ -10,11 +10,27 @@
  * "reference" (which forces the portable OpenBLAS paths, for A/B measurements and tests). */
 DDPM_INTERNAL int cpu_fast_kernels(void);
 
-/* C[i, j] (= or +=) sum_k A[k*ak + i] * B[k*ldb + j] for i < mr (1..8) and j < 16*nv (nv 1..4);
- * the last 16-lane vector of each row is limited by the lane mask `last` (0xffff = full).
- * accumulate != 0 adds the product to C (C + sum, one rounding of the sum onto C). */
-DDPM_INTERNAL void cpu_ukr_f32(int mr, int nv, int64_t K, const float *A, int64_t ak, const float *B, int64_t ldb,
-                               float *C, int64_t ldc, int accumulate, unsigned last);
+/* C[i, j] (= or +=) sum_k A[i*ai + k*ak] * B[k*ldb + j] (+ bias[j]) for i < mr (1..8) and
+ * j < 16*nv (nv 1..4); the last 16-lane vector of each row is limited by the lane mask `last`
+ * (0xffff = full).  accumulate != 0 adds the product to C; otherwise C = sum, plus bias if given.
+ * The sum runs in chunks of 32 k, each added onto C. */
+DDPM_INTERNAL void cpu_ukr_f32(int mr, int nv, int64_t K, const float *A, int64_t ai, int64_t ak, const float *B,
+                               int64_t ldb, float *C, int64_t ldc, int accumulate, const float *bias, unsigned last);
+
+/* C[M, N] = (accumulate ? C : bias (or 0)) + A B with A[i, k] = A[i*ai + k*ak] (any layout),
+ * B and C row-major with unit column stride (ldb, ldc), over the threads when it pays. */
+typedef struct {
+  int64_t M, N, K;
+  const float *A;
+  int64_t ai, ak;
+  const float *B;
+  int64_t ldb;
+  float *C;
+  int64_t ldc;
+  int accumulate;
+  const float *bias; /* [N] or NULL */
+} cpu_sgemm_args;
+DDPM_INTERNAL void cpu_sgemm_f32(const cpu_sgemm_args *g);
 
 /* C[M, N] (= or +=) A[M, K] B[K, N] with A packed in panels of 8 rows (cpu_pack_a8: [M/8][K][8],
  * the last panel zero-padded) and B, C row-major (ldb, ldc); N need not be a multiple of 16. */
