@@ -54,9 +54,7 @@ static inline int64_t wg_segment(const wg_geom *g, int64_t t, int64_t end, int64
   return L;
 }
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
-#include <immintrin.h>
+DDPM_AVX512_BEGIN
 
 /* V[xi][c][col..col+L) = B^T d B for a segment of L <= 8 tiles, B^T = [1 0 -1 0; 0 1 1 0;
  * 0 -1 1 0; 0 1 0 -1].  The segment reads input columns x0 = 2 tx0 - 1 .. x0 + 2L + 1 of 4 rows:
@@ -289,7 +287,7 @@ static void wg_weights_pair(const wg_geom *g, const float *w, bool flip, float *
     for (int j = 0; j < 4; j++) _mm512_mask_storeu_ps(dst + (4 * i + j) * xstride, ms, u[j]);
   }
 }
-#pragma GCC pop_options
+DDPM_AVX512_END
 
 static void wg_block(const wg_geom *g, const float *x, const float *U, const float *bias, float *y, int64_t b,
                      float *V, float *M) {

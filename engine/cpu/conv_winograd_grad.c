@@ -21,9 +21,7 @@ typedef struct {
 
 bool cpu_winograd_grad_ok(int64_t H, int64_t W) { return ((H + 1) / 2) * ((W + 1) / 2) <= 256; }
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
-#include <immintrin.h>
+DDPM_AVX512_BEGIN
 
 static inline void tr16(__m512 r[16]) {
   __m512 t[16];
@@ -182,7 +180,7 @@ static void weights_out(const wgg_geom *g, float *const *part, int np, int64_t o
       }
     }
 }
-#pragma GCC pop_options
+DDPM_AVX512_END
 
 /* dU[xi] (+)= dMt[xi]^T Vt[xi] over the nt tiles of a block: A = dMt (8 output channels per
  * broadcast row), B = Vt (32 input channels per row) */

@@ -5,27 +5,29 @@
  * while the loads come from L1/L2.  Packing and loop order are the callers' business (the
  * Winograd convolution and the weight gradient pick layouts that need no packing at all). */
 #include "gemm_avx512.h"
-#include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 
 static int fast_state = -1;
 
+/* Chosen once, at run time: the library is built for plain x86-64 and only these kernels carry
+ * AVX-512 target attributes, so one binary runs on any x86-64 CPU.  DDPM_CPU_ISA=generic (or the
+ * older DDPM_CPU_KERNELS=reference) forces the portable paths, so a machine with AVX-512 can
+ * test what a CI machine without it runs. */
 int cpu_fast_kernels(void) {
   int s = __atomic_load_n(&fast_state, __ATOMIC_RELAXED);
   if (s >= 0) return s;
   __builtin_cpu_init();
   s = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  const char *e = getenv("DDPM_CPU_KERNELS");
-  if (e && !strcmp(e, "reference")) s = 0;
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+  const char *isa = getenv("DDPM_CPU_ISA"), *k = getenv("DDPM_CPU_KERNELS");
+  if ((isa && !strcmp(isa, "generic")) || (k && !strcmp(k, "reference"))) s = 0;
   __atomic_store_n(&fast_state, s, __ATOMIC_RELAXED);
   return s;
 }
 
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+DDPM_AVX512_BEGIN
 
 /* The body is a macro so that MR and NV are literal constants: the accumulator array then has a
  * fixed size and, with every loop over it unrolled, lives in registers (a VLA would be spilled).
@@ -128,7 +130,7 @@ static void sgemm_tile(const cpu_sgemm_args *g, int64_t i0, int64_t i1, int64_t 
   }
 }
 
-#pragma GCC pop_options
+DDPM_AVX512_END
 
 void cpu_sgemm_f32(const cpu_sgemm_args *g) {
   if (g->M <= 0 || g->N <= 0) return;

@@ -5,9 +5,22 @@
 #ifndef DDPM_GEMM_AVX512_H
 #define DDPM_GEMM_AVX512_H
 #include "cpu.h"
+#include <immintrin.h>
 
-/* 1 when this CPU runs the AVX-512 kernels (F, BW, VL, DQ) and DDPM_CPU_KERNELS is not
- * "reference" (which forces the portable OpenBLAS paths, for A/B measurements and tests). */
+/* Functions between DDPM_AVX512_BEGIN and DDPM_AVX512_END are compiled for AVX-512 (the rest of
+ * the library for plain x86-64); callers reach them only when cpu_fast_kernels() says so.
+ * GCC and clang spell the region differently. */
+#if defined(__clang__)
+#define DDPM_AVX512_BEGIN                                                                                     \
+  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512dq,fma\"))), apply_to = function)")
+#define DDPM_AVX512_END _Pragma("clang attribute pop")
+#else
+#define DDPM_AVX512_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,fma\")")
+#define DDPM_AVX512_END _Pragma("GCC pop_options")
+#endif
+
+/* 1 when this CPU runs the AVX-512 kernels (F, BW, VL, DQ, FMA) and neither DDPM_CPU_ISA=generic
+ * nor DDPM_CPU_KERNELS=reference forces the portable paths (for CI parity and A/B measurements). */
 DDPM_INTERNAL int cpu_fast_kernels(void);
 
 /* C[i, j] (= or +=) sum_k A[i*ai + k*ak] * B[k*ldb + j] (+ bias[j]) for i < mr (1..8) and

@@ -1,6 +1,6 @@
 -- conv_shapes.lua: GFLOP/s of conv2d forward, input gradient and weight gradient at every conv
 -- shape of the reference UNet (batch as given), from the per-op profiler in CPU time, so a
--- kernel change can be measured on a busy machine.  DDPM_CPU_KERNELS=reference gives the
+-- kernel change can be measured on a busy machine.  DDPM_CPU_ISA=generic gives the
 -- portable path for an A/B comparison.
 --   DDPM_PROFILE_CLOCK=cpu ddpm-lua scripts/bench/conv_shapes.lua [--batch 32] [--reps 5] [--threads N]
 package.path = (arg[0]:match('^(.*)/[^/]*$') or '.') .. '/?.lua;' .. package.path
@@ -21,7 +21,7 @@ local shapes = {
 }
 local names = { conv2d = 'fwd', conv2d_backward_input = 'bwd-in', conv2d_backward_weight = 'bwd-w' }
 print(string.format('batch %d, %d threads, GFLOP/s per CPU-second (%s kernels)', o.batch, o.threads,
-  os.getenv('DDPM_CPU_KERNELS') == 'reference' and 'reference' or 'default'))
+  (os.getenv('DDPM_CPU_ISA') == 'generic' or os.getenv('DDPM_CPU_KERNELS') == 'reference') and 'generic' or 'default'))
 print(string.format('%-24s %8s %8s %8s %10s', 'shape', 'fwd', 'bwd-in', 'bwd-w', 'ms/fwd+bwd'))
 local total = 0
 for _, s in ipairs(shapes) do
