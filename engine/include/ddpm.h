@@ -330,6 +330,75 @@ int ddpm_list_dir(const char *path, char **out, int64_t *nbytes);
 void ddpm_free_buffer(void *p);
 
 /* ---- CUDA: devices, memory, streams, graphs, autocast ----------------------------------------------- */
+/* Every function below exists in every build (same ABI with and without CUDA).  Without CUDA,
+ * or without a device, the status-returning ones answer DDPM_ERR_UNSUPPORTED (built without CUDA)
+ * or DDPM_ERR_DEVICE (no such device), and the plain queries answer 0.  Device indices are CUDA
+ * ordinals (0 = cuda:0; -1 = the current device).  A NULL stream means the device's default
+ * stream; kernels always run on the calling thread's current stream of their device.        */
+typedef struct ddpm_cuda_stream ddpm_cuda_stream;
+typedef struct ddpm_cuda_event ddpm_cuda_event;
+typedef struct ddpm_cuda_graph ddpm_cuda_graph;
+enum ddpm_cuda_stat {
+  DDPM_CUDA_STAT_ALLOCATED = 0, DDPM_CUDA_STAT_RESERVED = 1, DDPM_CUDA_STAT_PEAK_ALLOCATED = 2,
+  DDPM_CUDA_STAT_PEAK_RESERVED = 3, DDPM_CUDA_STAT_ACTIVE_BLOCKS = 4, DDPM_CUDA_STAT_SEGMENTS = 5,
+  DDPM_CUDA_STAT_ALLOC_CALLS = 6, DDPM_CUDA_STAT_DEVICE_MALLOCS = 7, DDPM_CUDA_STAT_CACHE_FLUSHES = 8,
+  DDPM_CUDA_STAT_OOMS = 9, DDPM_CUDA_STAT_LIMIT = 10, DDPM_CUDA_STAT_COUNT = 11
+};
+enum ddpm_cuda_flag {
+  DDPM_CUDA_FLAG_MATMUL_TF32 = 0, DDPM_CUDA_FLAG_CUDNN_TF32 = 1, DDPM_CUDA_FLAG_CUDNN_BENCHMARK = 2,
+  DDPM_CUDA_FLAG_SYNC = 3, DDPM_CUDA_FLAG_COUNT = 4
+};
+int ddpm_cuda_is_available(void);
+int ddpm_cuda_device_count(void);
+int ddpm_cuda_get_device_name(int index, char *buf, int len);
+int ddpm_cuda_get_device_capability(int index, int *major, int *minor);
+int ddpm_cuda_get_device_properties(int index, int64_t *total_memory, int *multi_processor_count);
+int ddpm_cuda_current_device(int *index);
+int ddpm_cuda_set_device(int index);
+int ddpm_cuda_synchronize(int index);
+int ddpm_cuda_mem_get_info(int index, int64_t *free_bytes, int64_t *total_bytes);
+/* caching allocator: stats[] receives min(n, DDPM_CUDA_STAT_COUNT) values in ddpm_cuda_stat order */
+int ddpm_cuda_memory_stats(int index, int64_t *stats, int n);
+int ddpm_cuda_reset_peak_memory_stats(int index);
+int ddpm_cuda_empty_cache(void);
+int ddpm_cuda_set_memory_limit(int index, int64_t bytes);
+/* switches (TF32 matmul, cuDNN TF32/benchmark, DDPM_SYNC): settable in every build */
+int ddpm_cuda_set_flag(int flag, int value);
+int ddpm_cuda_get_flag(int flag);
+int ddpm_cuda_has_kernel(int op);
+/* streams and events */
+int ddpm_cuda_stream_new(ddpm_cuda_stream **out, int index, int priority);
+void ddpm_cuda_stream_free(ddpm_cuda_stream *s);
+int ddpm_cuda_stream_device(const ddpm_cuda_stream *s);
+int ddpm_cuda_stream_synchronize(ddpm_cuda_stream *s);
+int ddpm_cuda_stream_query(ddpm_cuda_stream *s, int *done);
+int ddpm_cuda_stream_wait_event(ddpm_cuda_stream *s, ddpm_cuda_event *e);
+int ddpm_cuda_stream_wait_stream(ddpm_cuda_stream *s, ddpm_cuda_stream *other);
+int ddpm_cuda_set_stream(ddpm_cuda_stream *s);
+int ddpm_cuda_current_stream(int index, ddpm_cuda_stream **out);
+int ddpm_cuda_event_new(ddpm_cuda_event **out, int enable_timing);
+void ddpm_cuda_event_free(ddpm_cuda_event *e);
+int ddpm_cuda_event_record(ddpm_cuda_event *e, ddpm_cuda_stream *s);
+int ddpm_cuda_event_synchronize(ddpm_cuda_event *e);
+int ddpm_cuda_event_query(ddpm_cuda_event *e, int *done);
+int ddpm_cuda_event_elapsed_ms(ddpm_cuda_event *start, ddpm_cuda_event *end, double *ms);
+int ddpm_tensor_record_stream(ddpm_tensor *t, ddpm_cuda_stream *s);
+/* page-locked host memory: a CPU tensor whose copies to and from the GPU go by DMA */
+int ddpm_pin_memory(ddpm_tensor **out, ddpm_tensor *t);
+int ddpm_tensor_is_pinned(const ddpm_tensor *t);
+/* CUDA graphs: capture the kernels launched between begin and end on the current device, replay
+ * them with the same memory; allocations during capture come from the graph's private pool */
+int ddpm_cuda_graph_new(ddpm_cuda_graph **out);
+void ddpm_cuda_graph_free(ddpm_cuda_graph *g);
+int ddpm_cuda_graph_capture_begin(ddpm_cuda_graph *g);
+int ddpm_cuda_graph_capture_end(ddpm_cuda_graph *g);
+int ddpm_cuda_graph_replay(ddpm_cuda_graph *g);
+int ddpm_cuda_graph_reset(ddpm_cuda_graph *g);
+int ddpm_cuda_is_capturing(void);
+/* autocast (thread-local): device_type 0 = cpu, 1 = cuda; dtype a half type (bfloat16, float16) */
+int ddpm_autocast_set(int device_type, int enabled, int dtype);
+int ddpm_autocast_enabled(int device_type);
+int ddpm_autocast_dtype(int device_type);
 /* DDPM_FFI_END */
 
 #if defined(__GNUC__)

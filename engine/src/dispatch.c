@@ -1,5 +1,6 @@
 /* dispatch.c: op names, backend selection by device, and the one place kernels are called. */
 #include "internal.h"
+#include <stdio.h>
 
 static const char *op_names[DDPM_OP_COUNT] = {
 #define DDPM_OP(n, s, kind) [DDPM_OP_##n] = s,
@@ -22,21 +23,36 @@ const ddpm_backend *ddpm_backend_for(int device) {
 
 int ddpm_cuda_built(void) { return ddpm_cuda_backend() != NULL; }
 
-int ddpm_check_device(const char *op, int device) {
+/* Why a device cannot be used, as a status and a reason phrase (NULL reason when usable). */
+static int device_problem(int device, char *why, size_t n) {
   if (ddpm_backend_for(device)) return DDPM_OK;
-  if (device < 0 || device > 16)
-    return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: invalid device id %d (0 is the cpu, 1 + k is cuda:k)", op, device);
-  if (!ddpm_cuda_backend())
-    return DDPM_FAIL(DDPM_ERR_UNSUPPORTED, "%s: cannot use %s: this libddpm was built without CUDA", op,
-                     ddpm_fmt_device(device));
-  int n = ddpm_cuda_device_count_internal();
-  if (n == 0)
-    return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: cannot use %s: no CUDA GPU is available on this machine", op,
-                     ddpm_fmt_device(device));
-  return DDPM_FAIL(DDPM_ERR_DEVICE, "%s: cannot use %s: this machine has %d CUDA device%s", op,
-                   ddpm_fmt_device(device), n, n == 1 ? "" : "s");
+  if (device < 0 || device > 16) {
+    snprintf(why, n, "invalid device id %d (0 is the cpu, 1 + k is cuda:k)", device);
+    return DDPM_ERR_DEVICE;
+  }
+  if (!ddpm_cuda_backend()) {
+    snprintf(why, n, "this libddpm was built without CUDA");
+    return DDPM_ERR_UNSUPPORTED;
+  }
+  int k = ddpm_cuda_device_count_internal();
+  if (k == 0) snprintf(why, n, "no CUDA GPU is available on this machine");
+  else snprintf(why, n, "this machine has %d CUDA device%s", k, k == 1 ? "" : "s");
+  return DDPM_ERR_DEVICE;
 }
 
+int ddpm_check_device(const char *op, int device) {
+  char why[128];
+  int st = device_problem(device, why, sizeof why);
+  if (st) return DDPM_FAIL(st, "%s: cannot use %s: %s", op, ddpm_fmt_device(device), why);
+  return DDPM_OK;
+}
+
+int ddpm_check_move(const char *op, const ddpm_tensor *t, int device) {
+  char why[128];
+  int st = device_problem(device, why, sizeof why);
+  if (st) return DDPM_FAIL(st, "%s: cannot move %s to %s: %s", op, ddpm_fmt_tensor(t), ddpm_fmt_device(device), why);
+  return DDPM_OK;
+}
 /* engine/src/profile.c: per-op timing, a single well-predicted branch while it is off */
 DDPM_INTERNAL extern int ddpm_profile_on;
 DDPM_INTERNAL int ddpm_profile_call(ddpm_kernel_fn fn, ddpm_call *c);

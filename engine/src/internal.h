@@ -123,6 +123,7 @@ DDPM_INTERNAL const ddpm_backend *ddpm_cuda_backend(void); /* NULL in a CPU-only
 DDPM_INTERNAL int ddpm_cuda_device_count_internal(void);
 DDPM_INTERNAL int ddpm_dispatch(ddpm_call *c);
 /* DDPM_OK when device can be used, else a status and a message saying why not. */
+DDPM_INTERNAL int ddpm_check_move(const char *op, const ddpm_tensor *t, int device);
 DDPM_INTERNAL int ddpm_check_device(const char *op, int device);
 
 /* ---- errors --------------------------------------------------------------------------------------- */

@@ -19,12 +19,14 @@
  *          recompute it), in[5] the forward's attn_mask (as SDPA's in[3]; NULL for none);
  *          out[0] gq, out[1] gk, out[2] gv contiguous in q, k, v's shapes; i[], f[] as SDPA. */
 #include "nn_common.h"
+#include "autocast.h" /* cuda/autocast.h: the autocast cast policy */
 #include <math.h>
 
 /* ---- softmax / log_softmax ------------------------------------------------------------------------ */
 static int softmax_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int dim) {
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, softmax_impl(out, op, ac_[0], dim), x); /* autocast hook (cuda/autocast.h) */
   DDPM_TRY(nn_need_float(name, "input", x));
   int d;
   DDPM_TRY(ddpm_wrap_dim(name, dim, x->ndim, &d));
@@ -186,6 +188,9 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
                                       ddpm_generator *gen) {
   const char *op = "scaled_dot_product_attention";
   DDPM_TRY(check_attention(q, k, v));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER_GPU,
+                ddpm_scaled_dot_product_attention(out, ac_[0], ac_[1], ac_[2], ac_[3], dropout_p, is_causal, scale, gen),
+                q, k, v, mask); /* autocast hook (cuda/autocast.h) */
   if (!(dropout_p >= 0 && dropout_p < 1))
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "%s: dropout_p must be in [0, 1), got %g", op, dropout_p);
   if (is_causal && mask)

@@ -9,6 +9,7 @@
  *                      (fully overwritten); i[] as CONV2D
  * Output size: Ho = (H + 2 ph - dh (kh - 1) - 1) / sh + 1, likewise Wo. */
 #include "nn_common.h"
+#include "autocast.h" /* cuda/autocast.h: the autocast cast policy */
 
 typedef struct {
   int64_t stride[2], pad[2], dil[2], groups;
@@ -83,6 +84,8 @@ static int check_conv(ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b, const conv
 int ddpm_conv2d(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b, const int64_t *stride,
                 const int64_t *padding, const int64_t *dilation, int64_t groups) {
   DDPM_TRY(ddpm_check_tensor("conv2d", "input", x));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER_GPU, ddpm_conv2d(out, ac_[0], ac_[1], ac_[2], stride, padding, dilation, groups), x, w,
+                b); /* autocast hook (cuda/autocast.h) */
   conv_params p = {{1, 1}, {0, 0}, {1, 1}, groups};
   for (int d = 0; d < 2; d++) {
     if (stride) p.stride[d] = stride[d];

@@ -84,7 +84,7 @@ int ddpm_to(ddpm_tensor **out, ddpm_tensor *t, int dtype, int device) {
   DDPM_TRY(ddpm_check_out("to", out));
   DDPM_TRY(ddpm_check_tensor("to", "self", t));
   if (!ddpm_valid_dtype(dtype)) return DDPM_FAIL(DDPM_ERR_DTYPE, "to: invalid dtype id %d", dtype);
-  if (!ddpm_backend_for(device)) return ddpm_check_device("to", device);
+  if (!ddpm_backend_for(device)) return ddpm_check_move("to", t, device);
   if (dtype == t->dtype && device == t->device) {
     ddpm_tensor_retain(t);
     *out = t;

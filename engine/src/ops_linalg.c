@@ -1,5 +1,6 @@
 /* ops_linalg.c: matmul (PyTorch's 1-D/2-D/batched rules), bmm, linear, and their gradients. */
 #include "internal.h"
+#include "autocast.h" /* cuda/autocast.h: lowers float32 operands under ddpm.autocast */
 
 static int float_operands(const char *op, ddpm_tensor *a, ddpm_tensor *b) {
   if (!ddpm_is_float(a->dtype) || !ddpm_is_float(b->dtype))
@@ -16,6 +17,7 @@ int ddpm_bmm(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b) {
   DDPM_TRY(ddpm_check_out("bmm", out));
   DDPM_TRY(ddpm_check_tensor("bmm", "input", a));
   DDPM_TRY(ddpm_check_tensor("bmm", "mat2", b));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER, ddpm_bmm(out, ac_[0], ac_[1]), a, b); /* autocast hook (cuda/autocast.h) */
   if (a->ndim != 3 || b->ndim != 3)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "bmm: expected 3-D tensors [B, M, K] and [B, K, N], got %s and %s",
                      ddpm_fmt_tensor(a), ddpm_fmt_tensor(b));
@@ -75,6 +77,7 @@ int ddpm_matmul(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b) {
   DDPM_TRY(ddpm_check_out("matmul", out));
   DDPM_TRY(ddpm_check_tensor("matmul", "input", a));
   DDPM_TRY(ddpm_check_tensor("matmul", "other", b));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER, ddpm_matmul(out, ac_[0], ac_[1]), a, b); /* autocast hook (cuda/autocast.h) */
   if (a->ndim == 0 || b->ndim == 0)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "matmul: both arguments need at least 1 dim, got %s and %s", ddpm_fmt_tensor(a),
                      ddpm_fmt_tensor(b));
@@ -147,6 +150,7 @@ int ddpm_linear(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *
   DDPM_TRY(ddpm_check_out("linear", out));
   DDPM_TRY(ddpm_check_tensor("linear", "input", x));
   DDPM_TRY(ddpm_check_tensor("linear", "weight", w));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER, ddpm_linear(out, ac_[0], ac_[1], ac_[2]), x, w, bias); /* autocast hook (cuda/autocast.h) */
   if (w->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != w->shape[1])
     return DDPM_FAIL(DDPM_ERR_SHAPE, "linear: input %s does not match weight %s (expected input [..., %lld] and "
                      "weight [out_features, in_features])",

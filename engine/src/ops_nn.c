@@ -18,6 +18,7 @@
  *                  shape, fully overwritten); i[] as NLL_LOSS
  *   ONE_HOT        in[0] index int64; out[0] y int64 [*, num_classes]; i[0] num_classes */
 #include "nn_common.h"
+#include "autocast.h" /* cuda/autocast.h: the autocast cast policy */
 #include <math.h>
 
 /* ---- dropout -------------------------------------------------------------------------------------------- */
@@ -116,6 +117,8 @@ done:
 static int pointwise_loss(ddpm_tensor **out, int op, int kind, ddpm_tensor *x, ddpm_tensor *t, int reduction,
                           double beta) {
   const char *name = ddpm_opname(op);
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, pointwise_loss(out, op, kind, ac_[0], ac_[1], reduction, beta), x,
+                t); /* autocast hook (cuda/autocast.h) */
   DDPM_TRY(check_reduction(name, reduction));
   if (!(beta >= 0))
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "%s: beta must be non-negative, got %g", name, beta);

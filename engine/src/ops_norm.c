@@ -17,12 +17,15 @@
  *       in[0] gy, in[1] x, in[2] mean, in[3] rstd, in[4] w or NULL;
  *       out[0] gx, out[1] gw or NULL, out[2] gb or NULL (fully overwritten); i[0] D */
 #include "nn_common.h"
+#include "autocast.h" /* cuda/autocast.h: the autocast cast policy */
 
 /* ---- group norm --------------------------------------------------------------------------------------- */
 static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b,
                            double eps) {
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, group_norm_impl(out, op, ac_[0], G, ac_[1], ac_[2], eps), x, w,
+                b); /* autocast hook (cuda/autocast.h) */
   if (x->ndim < 2)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "%s: expected an input [N, C, *] with at least 2 dims, got %s", name,
                      ddpm_fmt_tensor(x));
@@ -132,6 +135,8 @@ int bw_GROUP_NORM_SILU(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t *nshape, ddpm_tensor *w,
                     ddpm_tensor *b, double eps) {
   DDPM_TRY(ddpm_check_tensor("layer_norm", "input", x));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, ddpm_layer_norm(out, ac_[0], nnorm, nshape, ac_[1], ac_[2], eps), x, w,
+                b); /* autocast hook (cuda/autocast.h) */
   DDPM_TRY(nn_need_float("layer_norm", "input", x));
   if (nnorm < 1 || nnorm > DDPM_MAX_DIMS || !nshape)
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "layer_norm: normalized_shape must list 1 to %d sizes, got %d", DDPM_MAX_DIMS,

@@ -1,5 +1,6 @@
 /* ops_reduce.c: sum, mean, var, amax/amin, max/min over a dim, argmax/argmin, and gradients. */
 #include "internal.h"
+#include "autocast.h" /* cuda/autocast.h: sum/mean of half inputs run in float32 under autocast */
 #include <math.h>
 
 static int dims_mask(const char *op, const ddpm_tensor *x, int ndims, const int64_t *dims, uint32_t *mask) {
@@ -97,6 +98,7 @@ int bw_SUM(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 int ddpm_sum(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim) {
   DDPM_TRY(ddpm_check_out("sum", out));
   DDPM_TRY(ddpm_check_tensor("sum", "input", x));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, ddpm_sum(out, ac_[0], ndims, dims, keepdim), x); /* autocast hook (cuda/autocast.h) */
   uint32_t mask;
   DDPM_TRY(dims_mask("sum", x, ndims, dims, &mask));
   return ddpm_sum_dims(out, x, mask, keepdim);
@@ -112,6 +114,7 @@ static int64_t mask_count(const ddpm_tensor *x, uint32_t mask) {
 int ddpm_mean(ddpm_tensor **out, ddpm_tensor *x, int ndims, const int64_t *dims, int keepdim) {
   DDPM_TRY(ddpm_check_out("mean", out));
   DDPM_TRY(ddpm_check_tensor("mean", "input", x));
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, ddpm_mean(out, ac_[0], ndims, dims, keepdim), x); /* autocast hook (cuda/autocast.h) */
   if (!ddpm_is_float(x->dtype))
     return DDPM_FAIL(DDPM_ERR_DTYPE, "mean: input must be floating point, got %s (use :float() first)",
                      ddpm_fmt_tensor(x));

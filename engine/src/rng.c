@@ -54,7 +54,7 @@ static int random_fill(const char *name, int op, ddpm_tensor *t, ddpm_tensor *pr
   }
   uint64_t base = ddpm_generator_reserve(g, (uint64_t)n);
   ddpm_call c = {.op = op, .nin = probs ? 1 : 0, .nout = 1, .in = {probs}, .out = {dst}, .f = {a, b},
-                 .i = {(int64_t)g->seed, (int64_t)base}};
+                 .i = {(int64_t)g->seed, (int64_t)base, (int64_t)(intptr_t)g}}; /* i[2]: CUDA graph replays advance g */
   int st = ddpm_dispatch(&c);
   if (!st && tmp) st = ddpm_copy_(t, tmp);
   ddpm_tensor_release(tmp);

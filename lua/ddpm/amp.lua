@@ -2,4 +2,5 @@
 -- loss scaler (lua/ddpm/optim/grad_scaler.lua); autocast is added here by its own module.
 local amp = {}
 amp.GradScaler = require 'ddpm.optim.grad_scaler'
+amp.autocast = require 'ddpm.autocast'
 return amp

@@ -310,7 +310,7 @@ function ddpm.get_num_threads() return C.ddpm_get_num_threads() end
 local lazy = { nn = 'ddpm.nn', optim = 'ddpm.optim', autograd = 'ddpm.autograd', models = 'ddpm.models',
   schedulers = 'ddpm.schedulers', pipelines = 'ddpm.pipelines', data = 'ddpm.data', io = 'ddpm.io',
   cuda = 'ddpm.cuda', amp = 'ddpm.amp', utils = 'ddpm.utils', metrics = 'ddpm.metrics', cli = 'ddpm.cli',
-  testing = 'ddpm.testing' }
+  testing = 'ddpm.testing', autocast = 'ddpm.autocast', backends = 'ddpm.backends' }
 setmetatable(ddpm, {
   __index = function(t, k)
     local mod = lazy[k]

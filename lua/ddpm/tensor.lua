@@ -209,6 +209,9 @@ function methods.is_floating_point(t) return D.by_id[C.ddpm_tensor_dtype(t)].is_
 function methods.element_size(t) return D.by_id[C.ddpm_tensor_dtype(t)].itemsize end
 function methods.data_ptr(t) return C.ddpm_tensor_data(t) end
 function methods.is_cuda(t) return C.ddpm_tensor_device(t) ~= 0 end
+-- page-locked copy for fast host->GPU transfers (ddpm.cuda; raises without CUDA)
+function methods.pin_memory(t) return call1(C.ddpm_pin_memory, t) end
+function methods.is_pinned(t) return C.ddpm_tensor_is_pinned(t) ~= 0 end
 
 function methods.item(t)
   local v = ffi.new('double[1]')

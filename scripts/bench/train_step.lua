@@ -47,6 +47,13 @@ local function step()
   return loss
 end
 
+if o.bf16 then -- the CPU kernels may not take bfloat16 yet: report that instead of a time
+  local ok, err = pcall(step)
+  if not ok then
+    B.unsupported(name, o.batch, o, 'bfloat16 autocast on this device: ' .. tostring(err):gsub('^.-: ', '', 1))
+    return
+  end
+end
 for _ = 1, o.warmup do step() end
 local prof = (o.profile or os.getenv('DDPM_PROFILE') == '1') and require('ddpm.utils.profile')
 if prof then prof.reset(); prof.enable(true) end

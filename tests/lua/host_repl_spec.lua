@@ -67,6 +67,8 @@ end)
 -- be echoed by the terminal itself, in between the lines the assertions look for.
 local have_script = H.have('script')
 
+-- `exec`: script runs the command through $SHELL or /bin/sh; dash would stay in between as the
+-- parent, catch the Ctrl-C too and exit 130 (CI's environment has no SHELL).
 local function pty_session(feed, hist)
   local dir = H.tmpdir()
   local sh = string.format([[
@@ -78,7 +80,7 @@ feed() {
 feed | TERM=dumb DDPM_HISTORY=%s HOME=%s script -qec %s /dev/null >"$out" 2>&1
 echo "status $?"
 cat "$out"
-]], dir, feed, H.q(hist or (dir .. '/history')), H.q(dir), H.q(H.exe))
+]], dir, feed, H.q(hist or (dir .. '/history')), H.q(dir), H.q('exec ' .. H.q(H.exe)))
   local r = H.sh(sh)
   local history = H.read(hist or (dir .. '/history'))
   H.rmdir(dir)

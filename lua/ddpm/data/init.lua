@@ -26,11 +26,5 @@ function M.load_default(opts)
   return require('ddpm.data.dataset').NpyImageDataset(files.images, files.labels)
 end
 
-return setmetatable(M, { __index = function(t, k)
-  local spec = lazy[k]
-  if not spec then return nil end
-  local mod = require(spec[1])
-  local v = spec[2] and mod[spec[2]] or mod
-  rawset(t, k, v)
-  return v
-end })
+return require('ddpm.lazy')(M, lazy)
+

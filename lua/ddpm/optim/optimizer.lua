@@ -127,7 +127,9 @@ function Optimizer:add_param_group(group)
       raise(string.format('%s: parameter %d is %s; only floating-point tensors can be optimized', where, i,
         tostring(p.dtype)))
     end
-    local key = tostring(C.ddpm_tensor_data(p)) .. ':' .. table.concat(p:shape(), 'x')
+    -- identity of the tensor handle (ddpm_tensor_data is NULL for CUDA tensors, so data pointers
+    -- cannot tell GPU parameters apart)
+    local key = tostring(ffi.cast('const void *', p))
     if self._seen[key] then
       raise(string.format('%s: parameter %d appears more than once (in this or another group)', where, i))
     end
