@@ -1,6 +1,8 @@
 /* attention.c: CPU scaled dot-product attention, forward and backward, one (batch, head) pair at a
  * time across the threads: S = scale q k^T + mask, P = softmax(S) (saved), o = dropout(P) v, all
- * through single-threaded GEMMs on per-thread scratch.  q, k, v are read in place through their
+ * through single-threaded GEMMs on per-thread scratch.  The forward does not keep P for the backward
+ * (the op passes no P on the CPU): the backward recomputes it per (batch, head), which costs one
+ * more score GEMM and saves a [B, heads, Lq, Lk] tensor per attention layer until its backward.  q, k, v are read in place through their
  * strides (heads split off a [B, L, H*D] projection need no copy).  A single key (the UNet's
  * cross-attention on one label token) skips the GEMMs: P is 1 and o is v broadcast. */
 #include "nn_cpu.h"
@@ -90,8 +92,8 @@ static int run(ddpm_call *c, bool bwd) {
     } else {
       x.o = BASE(c->out[0], float);
       x.Pout = BASE(c->out[1], float);
-      x.mask = c->in[3];
     }
+    x.mask = bwd ? (c->nin > 5 ? c->in[5] : NULL) : c->in[3];
     if (cpu_nn_split(g.B)) cpu_parallel_for(g.B, grain, att_range_f32, &x);
     else att_range_f32(0, g.B, &x);
     failed = x.failed;
@@ -107,8 +109,8 @@ static int run(ddpm_call *c, bool bwd) {
     } else {
       x.o = BASE(c->out[0], double);
       x.Pout = BASE(c->out[1], double);
-      x.mask = c->in[3];
     }
+    x.mask = bwd ? (c->nin > 5 ? c->in[5] : NULL) : c->in[3];
     if (cpu_nn_split(g.B)) cpu_parallel_for(g.B, grain, att_range_f64, &x);
     else att_range_f64(0, g.B, &x);
     failed = x.failed;

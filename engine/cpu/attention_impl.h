@@ -30,10 +30,25 @@ static void SUF(apply_dropout)(const att_geom *g, int64_t b, const R *P, R *Pd) 
     Pd[e] = att_keep(g, (uint64_t)(b * n + e)) ? P[e] * scale : (R)0;
 }
 
+/* P[b] = softmax(scale q k^T + mask) for Lk > 1: the forward's probabilities, and the backward's
+ * when they were not kept (the CPU recomputes them: a [Lq, Lk] GEMM per (batch, head) is cheaper
+ * than holding every attention matrix of a network until its backward) */
+static void SUF(probs)(const SUF(att_ctx) *c, int64_t b, R *Pb) {
+  const att_geom *g = &c->g;
+  int64_t Lq = g->Lq, Lk = g->Lk, E = g->E;
+  const R *qb = c->q + att_off(&g->q, b, g->B1), *kb = c->k + att_off(&g->k, b, g->B1);
+  SUF(gemm)(false, true, Lq, Lk, E, (R)g->scale, qb, g->q.ld, kb, g->k.ld, 0, Pb, Lk);
+  for (int64_t i = 0; i < Lq; i++) {
+    R *row = Pb + i * Lk;
+    if (g->causal || c->mask)
+      for (int64_t j = 0; j < Lk; j++) row[j] += SUF(mask_at)(g, c->mask, b, i, j);
+    SUF(cpu_softmax_row)(row, row, Lk, false);
+  }
+}
+
 static void SUF(att_fwd_one)(SUF(att_ctx) *c, int64_t b) {
   const att_geom *g = &c->g;
-  int64_t Lq = g->Lq, Lk = g->Lk, E = g->E, Ev = g->Ev;
-  const R *qb = c->q + att_off(&g->q, b, g->B1), *kb = c->k + att_off(&g->k, b, g->B1);
+  int64_t Lq = g->Lq, Lk = g->Lk, Ev = g->Ev;
   const R *vb = c->v + att_off(&g->v, b, g->B1);
   R *ob = c->o + b * Lq * Ev;
   R *Pb = c->Pout ? c->Pout + b * Lq * Lk : cpu_scratch(0, sizeof(R) * (size_t)(Lq * Lk));
@@ -57,13 +72,7 @@ static void SUF(att_fwd_one)(SUF(att_ctx) *c, int64_t b) {
     }
     return;
   }
-  SUF(gemm)(false, true, Lq, Lk, E, (R)g->scale, qb, g->q.ld, kb, g->k.ld, 0, Pb, Lk);
-  for (int64_t i = 0; i < Lq; i++) {
-    R *row = Pb + i * Lk;
-    if (g->causal || c->mask)
-      for (int64_t j = 0; j < Lk; j++) row[j] += SUF(mask_at)(g, c->mask, b, i, j);
-    SUF(cpu_softmax_row)(row, row, Lk, false);
-  }
+  SUF(probs)(c, b, Pb);
   if (g->p > 0) SUF(apply_dropout)(g, b, Pb, Pd);
   SUF(gemm)(false, false, Lq, Ev, Lk, 1, Pd, Lk, vb, g->v.ld, 0, ob, Ev);
 }
@@ -73,14 +82,25 @@ static void SUF(att_bwd_one)(SUF(att_ctx) *c, int64_t b) {
   const att_geom *g = &c->g;
   int64_t Lq = g->Lq, Lk = g->Lk, E = g->E, Ev = g->Ev;
   const R *qb = c->q + att_off(&g->q, b, g->B1), *kb = c->k + att_off(&g->k, b, g->B1);
-  const R *vb = c->v + att_off(&g->v, b, g->B1), *gob = c->go + b * Lq * Ev, *Pb = c->P + b * Lq * Lk;
+  const R *vb = c->v + att_off(&g->v, b, g->B1), *gob = c->go + b * Lq * Ev;
   R *gqb = c->gq + b * Lq * E, *gkb = c->gk + b * Lk * E, *gvb = c->gv + b * Lk * Ev;
   R *dS = cpu_scratch(0, sizeof(R) * (size_t)(Lq * Lk));
+  R *Pw = c->P ? NULL : cpu_scratch(2, sizeof(R) * (size_t)(Lq * Lk));
+  const R *Pb = c->P ? c->P + b * Lq * Lk : Pw;
   R *Pd = g->p > 0 ? cpu_scratch(1, sizeof(R) * (size_t)(Lq * Lk)) : (R *)Pb;
-  if (!dS || !Pd) {
+  if (!dS || !Pd || !Pb) {
 #pragma omp atomic write
     c->failed = 1;
     return;
+  }
+  if (Pw) { /* recompute the probabilities the forward did not keep */
+    if (Lk == 1)
+      for (int64_t i = 0; i < Lq; i++) {
+        R m = (g->causal || c->mask) ? SUF(mask_at)(g, c->mask, b, i, 0) : (R)0;
+        Pw[i] = ISFIN(m) ? (R)1 : (R)NAN;
+      }
+    else
+      SUF(probs)(c, b, Pw);
   }
   if (g->p > 0) SUF(apply_dropout)(g, b, Pb, Pd);
   SUF(gemm)(true, false, Lk, Ev, Lq, 1, Pd, Lk, gob, Ev, 0, gvb, Ev);

@@ -4,6 +4,8 @@
  * matrix.  Backward: gx = col2im(w^T gy), gw = sum_n gy[n] col(x[n])^T with per-thread partials.
  * The layout is NCHW throughout, so every GEMM writes its result in place (no transposes). */
 #include "nn_cpu.h"
+#include "conv_winograd.h"
+#include "gemm_avx512.h"
 
 typedef struct {
   int64_t N, C, H, W, O, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, G, Cg, Og;
@@ -64,6 +66,14 @@ static inline void row_range(const conv_geom *g, int64_t ki, int64_t *r0, int64_
 #undef SUF
 
 #define F32(t) ((float *)((t) ? (void *)ddpm_ptr(t) : NULL))
+
+/* 3x3, stride 1, padding 1, no dilation or groups, enough channels on both sides: the shape of
+ * nearly every convolution of a UNet, done by Winograd F(2x2, 3x3) in float32 */
+static bool winograd_ok(const conv_geom *g, int dtype) {
+  return dtype == DDPM_FLOAT32 && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->ph == 1 &&
+         g->pw == 1 && g->dh == 1 && g->dw == 1 && g->G == 1 && g->Ho == g->H && g->Wo == g->W && g->C >= 8 &&
+         g->O >= 8 && cpu_fast_kernels();
+}
 #define F64(t) ((double *)((t) ? (void *)ddpm_ptr(t) : NULL))
 
 int cpu_CONV2D(ddpm_call *c) {
@@ -82,6 +92,8 @@ int cpu_CONV2D(ddpm_call *c) {
         }
     return DDPM_OK;
   }
+  if (winograd_ok(&g, x->dtype))
+    return cpu_winograd_conv_f32(g.N, g.C, g.H, g.W, g.O, F32(x), F32(w), false, F32(b), F32(y));
   if (x->dtype == DDPM_FLOAT32) return conv_forward_f32(&g, F32(x), F32(w), F32(b), F32(y));
   return conv_forward_f64(&g, F64(x), F64(w), F64(b), F64(y));
 }
@@ -96,6 +108,8 @@ int cpu_CONV2D_BWD_INPUT(ddpm_call *c) {
     memset(ddpm_ptr(gx), 0, (size_t)ddpm_tensor_numel(gx) * (size_t)ddpm_dsize(gx->dtype));
     return DDPM_OK;
   }
+  if (winograd_ok(&g, gy->dtype))
+    return cpu_winograd_conv_f32(g.N, g.O, g.H, g.W, g.C, F32(gy), F32(w), true, NULL, F32(gx));
   if (gy->dtype == DDPM_FLOAT32) return conv_backward_input_f32(&g, F32(gy), F32(w), F32(gx));
   return conv_backward_input_f64(&g, F64(gy), F64(w), F64(gx));
 }
@@ -110,6 +124,8 @@ int cpu_CONV2D_BWD_WEIGHT(ddpm_call *c) {
     if (gb) memset(ddpm_ptr(gb), 0, (size_t)ddpm_tensor_numel(gb) * (size_t)ddpm_dsize(gb->dtype));
     if (g.K > 0 || !gb || g.N == 0 || g.OHW == 0) return DDPM_OK;
   }
+  if (g.K && winograd_ok(&g, gy->dtype) && cpu_winograd_grad_ok(g.H, g.W))
+    return cpu_winograd_grad_f32(g.N, g.C, g.H, g.W, g.O, F32(x), F32(gy), F32(gw), F32(gb));
   if (gy->dtype == DDPM_FLOAT32) return conv_backward_weight_f32(&g, F32(gy), F32(x), g.K ? F32(gw) : NULL, F32(gb));
   return conv_backward_weight_f64(&g, F64(gy), F64(x), g.K ? F64(gw) : NULL, F64(gb));
 }

@@ -3,6 +3,7 @@
  * with a contiguous fast path the compiler vectorises; half types compute in float, as PyTorch
  * does on the CPU, and float32 computes in float so results match PyTorch's rounding. */
 #include "cpu.h"
+#include "activation_f32.h"
 #include <math.h>
 
 /* ---- per-dtype load/store ------------------------------------------------------------------ */
@@ -248,7 +249,52 @@ UNARY_KERNEL(COS, cos)
 UNARY_KERNEL(TANH, tanh)
 UNARY_KERNEL(SIGMOID, sigmoid)
 UNARY_KERNEL(RELU, relu)
-UNARY_KERNEL(SILU, silu)
+/* float32 SiLU and exact GELU (and their derivatives below) go through activation_f32.c, the
+ * definition the fused group_norm+SiLU shares; strided operands pass through a small buffer so
+ * every element takes the same arithmetic */
+static void act_f32_loop(char **p, const int64_t *s, int64_t n, const void *ctx) {
+  int kind = *(const int *)ctx;
+  if (s[0] == 4 && s[1] == 4) {
+    cpu_act_f32(kind, (const float *)p[1], (float *)p[0], n);
+    return;
+  }
+  float buf[256];
+  for (int64_t i0 = 0; i0 < n; i0 += 256) {
+    int64_t m = n - i0 < 256 ? n - i0 : 256;
+    for (int64_t k = 0; k < m; k++) buf[k] = *(const float *)(p[1] + (i0 + k) * s[1]);
+    cpu_act_f32(kind, buf, buf, m);
+    for (int64_t k = 0; k < m; k++) *(float *)(p[0] + (i0 + k) * s[0]) = buf[k];
+  }
+}
+static void act_bwd_f32_loop(char **p, const int64_t *s, int64_t n, const void *ctx) {
+  int kind = *(const int *)ctx;
+  if (s[0] == 4 && s[1] == 4 && s[2] == 4) {
+    cpu_act_bwd_f32(kind, (const float *)p[1], (const float *)p[2], (float *)p[0], n);
+    return;
+  }
+  float g[256], x[256];
+  for (int64_t i0 = 0; i0 < n; i0 += 256) {
+    int64_t m = n - i0 < 256 ? n - i0 : 256;
+    for (int64_t k = 0; k < m; k++) {
+      g[k] = *(const float *)(p[1] + (i0 + k) * s[1]);
+      x[k] = *(const float *)(p[2] + (i0 + k) * s[2]);
+    }
+    cpu_act_bwd_f32(kind, g, x, g, m);
+    for (int64_t k = 0; k < m; k++) *(float *)(p[0] + (i0 + k) * s[0]) = g[k];
+  }
+}
+static int run_act_f32(ddpm_call *c, int kind, bool bwd) {
+  ddpm_tensor *ops[3] = {c->out[0], c->in[0], bwd ? c->in[1] : NULL};
+  cpu_iter it;
+  cpu_iter_init(&it, bwd ? 3 : 2, ops);
+  cpu_iter_run(&it, bwd ? act_bwd_f32_loop : act_f32_loop, &kind);
+  return DDPM_OK;
+}
+
+int cpu_SILU(ddpm_call *c) {
+  if (c->in[0]->dtype == DDPM_FLOAT32) return run_act_f32(c, CPU_ACT_SILU, false);
+  return run_loop(c, tab_u_silu, 2, c->in[0]->dtype);
+}
 UNARY_KERNEL(FLOOR, floor)
 UNARY_KERNEL(CEIL, ceil)
 UNARY_KERNEL(ROUND, round)
@@ -260,6 +306,7 @@ UNARY_KERNEL(POW_SCALAR, pow_s)
 UNARY_KERNEL(RPOW_SCALAR, rpow_s)
 UNARY_KERNEL(CLAMP, clamp)
 int cpu_GELU(ddpm_call *c) {
+  if (c->in[0]->dtype == DDPM_FLOAT32 && !c->i[0]) return run_act_f32(c, CPU_ACT_GELU, false);
   return run_loop(c, c->i[0] ? tab_u_gelu_tanh : tab_u_gelu_erf, 2, c->in[0]->dtype);
 }
 
@@ -363,6 +410,10 @@ ACTBW_OPS(TAB_A)
 
 int cpu_ACT_BWD(ddpm_call *c) {
   const cpu_loop_fn *tab = NULL;
+  if (c->out[0]->dtype == DDPM_FLOAT32 && c->in[0]->dtype == DDPM_FLOAT32 && c->in[1]->dtype == DDPM_FLOAT32) {
+    if (c->i[0] == DDPM_OP_SILU) return run_act_f32(c, CPU_ACT_SILU, true);
+    if (c->i[0] == DDPM_OP_GELU && !c->i[1]) return run_act_f32(c, CPU_ACT_GELU, true);
+  }
   switch ((int)c->i[0]) {
   case DDPM_OP_SILU: tab = tab_a_silu; break;
   case DDPM_OP_GELU: tab = c->i[1] ? tab_a_gelu_tanh : tab_a_gelu_erf; break;

@@ -1,6 +1,9 @@
-/* matmul.c: batched GEMM and linear layers through OpenBLAS (cblas).  Half types go through
- * float32 copies; many small matrices run one per thread with single-threaded BLAS calls. */
+/* matmul.c: batched GEMM and linear layers through OpenBLAS (cblas), or float32 on AVX-512 CPUs
+ * through the engine's GEMM (gemm_avx512.c).  Half types go through float32 copies; many small
+ * matrices run one per thread with single-threaded GEMM calls. */
 #include "cpu.h"
+#include "gemm_avx512.h"
+#include "nn_cpu.h"
 #include <cblas.h>
 #include <omp.h>
 
@@ -45,12 +48,28 @@ typedef struct {
   ddpm_tensor *o;
   int64_t M, N, K;
   mat_layout la, lb;
-  bool dbl;
+  bool dbl, fast;
 } bmm_ctx;
+
+/* float32 on AVX-512: the engine's own GEMM reads A in any layout and B with unit column stride
+ * (a B stored transposed stays on OpenBLAS: transposing it per call measured no faster). Its
+ * K-chunked sums also carry about half the float32 error of one long sum. */
+static void bmm_fast_one(bmm_ctx *c, int64_t i) {
+  const float *A = (const float *)ddpm_ptr(c->a) + i * c->a->strides[0];
+  const float *B = (const float *)ddpm_ptr(c->b) + i * c->b->strides[0];
+  float *O = (float *)ddpm_ptr(c->o) + i * c->M * c->N;
+  cpu_sgemm_args g = {c->M, c->N, c->K, A, c->la.trans ? 1 : c->la.ld, c->la.trans ? c->la.ld : 1, B, c->lb.ld, O, c->N,
+                      0, NULL};
+  cpu_sgemm_f32(&g);
+}
 
 static void bmm_range(int64_t lo, int64_t hi, void *vctx) {
   bmm_ctx *c = vctx;
   for (int64_t i = lo; i < hi; i++) {
+    if (c->fast) {
+      bmm_fast_one(c, i);
+      continue;
+    }
     if (c->dbl) {
       const double *A = (const double *)ddpm_ptr(c->a) + i * c->a->strides[0];
       const double *B = (const double *)ddpm_ptr(c->b) + i * c->b->strides[0];
@@ -77,9 +96,10 @@ int cpu_BMM(ddpm_call *c) {
   if (a->dtype != dt || !gemm_ok(a, M, K)) DDPM_CHECK(as_gemm_operand(&ta, a, dt));
   if (b->dtype != dt || !gemm_ok(b, K, N)) DDPM_CHECK(as_gemm_operand(&tb, b, dt));
   if (o->dtype != dt) DDPM_CHECK(ddpm_tensor_new(&to, o->ndim, o->shape, dt, DDPM_CPU));
-  bmm_ctx ctx = {ta ? ta : a, tb ? tb : b, to ? to : o, M, N, K, {0}, {0}, dt == DDPM_FLOAT64};
+  bmm_ctx ctx = {ta ? ta : a, tb ? tb : b, to ? to : o, M, N, K, {0}, {0}, dt == DDPM_FLOAT64, false};
   layout_of(M, K, ctx.a->strides[1], ctx.a->strides[2], &ctx.la);
   layout_of(K, N, ctx.b->strides[1], ctx.b->strides[2], &ctx.lb);
+  ctx.fast = dt == DDPM_FLOAT32 && !ctx.lb.trans && cpu_fast_kernels();
   if (K == 0) {
     memset(ddpm_ptr(ctx.o), 0, (size_t)(B * M * N * ddpm_dsize(dt)));
   } else if (B > 1 && (double)M * N * K < 262144.0) {
@@ -114,7 +134,28 @@ int cpu_LINEAR(ddpm_call *c) {
   }
   if (bias && (bias->dtype != dt || bias->strides[0] != 1)) DDPM_CHECK(as_gemm_operand(&tb, bias, dt));
   if (o->dtype != dt) DDPM_CHECK(ddpm_tensor_new(&to, o->ndim, o->shape, dt, DDPM_CPU));
-  {
+  if (dt == DDPM_FLOAT32 && cpu_fast_kernels() && K > 0) {
+    /* out = x w^T + b on the engine's GEMM: w^T is the [K, N] operand; w as stored ([N, K] rows)
+     * is transposed into scratch (N K floats: small next to M N K multiply-adds) */
+    const ddpm_tensor *X = tx ? tx : x, *W = tw ? tw : w, *Bv = tb ? tb : bias;
+    const float *wp = (const float *)ddpm_ptr(W), *Bt = wp;
+    int64_t ldb = lw.ld;
+    if (!lw.trans) {
+      float *t = cpu_scratch(3, sizeof(float) * (size_t)(K * N));
+      if (!t) DDPM_CHECK(DDPM_FAIL(DDPM_ERR_OOM, "linear: out of memory for a %lld x %lld buffer", (long long)K,
+                                   (long long)N));
+      for (int64_t j0 = 0; j0 < N; j0 += 64)
+        for (int64_t k = 0; k < K; k++)
+          for (int64_t j = j0; j < N && j < j0 + 64; j++) t[k * N + j] = wp[j * lw.ld + k];
+      Bt = t;
+      ldb = N;
+    }
+    ddpm_tensor *O = to ? to : o;
+    cpu_sgemm_args g = {M, N, K, (const float *)ddpm_ptr(X), lx.trans ? 1 : lx.ld, lx.trans ? lx.ld : 1, Bt, ldb,
+                        (float *)ddpm_ptr(O), N, 0, Bv ? (const float *)ddpm_ptr(Bv) : NULL};
+    cpu_sgemm_f32(&g);
+    if (to) cpu_copy_strided(o, to);
+  } else {
     const ddpm_tensor *X = tx ? tx : x, *W = tw ? tw : w, *Bv = tb ? tb : bias;
     ddpm_tensor *O = to ? to : o;
     /* out = x @ w^T: w is [N,K]; its transpose as a [K,N] operand flips the layout flag */

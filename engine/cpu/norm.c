@@ -4,6 +4,8 @@
  * Backward: one pass of sums per group/row, then dx in closed form; weight and bias gradients
  * come from per-sample partials reduced in a fixed order (deterministic). */
 #include "nn_cpu.h"
+#include "gemm_avx512.h"
+#include "norm_f32.h"
 #include <math.h>
 
 #define R float
@@ -28,13 +30,34 @@ static int64_t grain_for(int64_t work_per_item) {
   return g > 0 ? g : 1;
 }
 
+static void gn_fwd_fast(int64_t lo, int64_t hi, void *vctx) { cpu_gn_fwd_f32(vctx, lo, hi); }
+typedef struct {
+  cpu_gn_f32 k;
+  int failed;
+} gn_bwd_fast_ctx;
+static void gn_bwd_fast(int64_t lo, int64_t hi, void *vctx) {
+  gn_bwd_fast_ctx *c = vctx;
+  int64_t M = c->k.C / c->k.G * c->k.S;
+  float *dz = c->k.silu ? cpu_scratch(0, sizeof(float) * (size_t)(M ? M : 1)) : NULL;
+  if (c->k.silu && !dz) {
+#pragma omp atomic write
+    c->failed = 1;
+    return;
+  }
+  cpu_gn_bwd_f32(&c->k, lo, hi, dz);
+}
+
 static int group_norm_fwd(ddpm_call *c, bool silu) {
   ddpm_tensor *x = c->in[0];
   DDPM_TRY(cpu_nn_dtype("group_norm", x->dtype));
   int64_t N = x->shape[0], C = x->shape[1], G = c->i[0];
   int64_t S = (N * C) != 0 ? ddpm_tensor_numel(x) / (N * C) : 0;
   int64_t M = C / G * S;
-  if (x->dtype == DDPM_FLOAT32) {
+  if (x->dtype == DDPM_FLOAT32 && cpu_fast_kernels()) {
+    cpu_gn_f32 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
+                    NULL, NULL, NULL, N, C, S, G, c->f[0], silu};
+    cpu_parallel_for(N * G, grain_for(M), gn_fwd_fast, &k);
+  } else if (x->dtype == DDPM_FLOAT32) {
     gn_ctx_f32 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
                     NULL, NULL, NULL, N, C, S, G, c->f[0], silu, 0};
     cpu_parallel_for(N * G, grain_for(M), gn_fwd_range_f32, &k);
@@ -69,7 +92,13 @@ int cpu_GROUP_NORM_BWD(ddpm_call *c) {
   double *pdb = gb ? malloc(sizeof(double) * (size_t)(N * C + 1)) : NULL;
   int failed = (gw && !pdw) || (gb && !pdb);
   if (!failed) {
-    if (x->dtype == DDPM_FLOAT32) {
+    if (x->dtype == DDPM_FLOAT32 && cpu_fast_kernels()) {
+      gn_bwd_fast_ctx k = {{PTR(x), PTR(c->in[4]), PTR(c->in[5]), PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]),
+                            PTR(c->out[0]), pdw, pdb, N, C, S, G, 0, silu},
+                           0};
+      cpu_parallel_for(N * G, grain_for(M), gn_bwd_fast, &k);
+      failed = k.failed;
+    } else if (x->dtype == DDPM_FLOAT32) {
       gn_ctx_f32 k = {PTR(x), PTR(c->in[4]), PTR(c->in[5]), PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]),
                       PTR(c->out[0]), pdw, pdb, N, C, S, G, 0, silu, 0};
       cpu_parallel_for(N * G, grain_for(M), gn_bwd_range_f32, &k);

@@ -505,7 +505,10 @@ static const char *optval(int argc, char **argv, int *i) {
   return NULL;
 }
 
+void ddpm_host_omp_policy(char **argv); /* omp_policy.c: may execute the program again */
+
 int main(int argc, char **argv) {
+  ddpm_host_omp_policy(argv);
   /* pass 1: validate the options; find the script (or "-") and the flags */
   int i, interactive = 0, version = 0, has_e = 0, stdin_script = 0;
   for (i = 1; i < argc; i++) {

@@ -1,5 +1,6 @@
 /* autograd.c: graph recording on tensors and the reverse-mode engine (DESIGN.md section 4). */
 #include "internal.h"
+#include <stdlib.h>
 
 static _Thread_local bool grad_mode = true;
 static uint64_t seq_counter;
@@ -76,10 +77,22 @@ void ddpm_node_retain(ddpm_node *n) {
   if (n) n->refcount++;
 }
 
+/* how to rebuild a saved activation: the node that made it and the view the consumer saw */
+typedef struct ddpm_replay {
+  ddpm_node *producer;
+  int ndim;
+  int64_t shape[DDPM_MAX_DIMS], strides[DDPM_MAX_DIMS], offset;
+} ddpm_replay;
+
 static void node_free_saved(ddpm_node *n) {
   for (int k = 0; k < n->nsaved; k++) {
     ddpm_tensor_release(n->saved[k]);
     n->saved[k] = NULL;
+    if (n->replay[k]) {
+      ddpm_node_release(n->replay[k]->producer);
+      free(n->replay[k]);
+      n->replay[k] = NULL;
+    }
   }
 }
 
@@ -163,6 +176,66 @@ int ddpm_ag_save(ddpm_node *n, ddpm_tensor *t) {
   n->saved_version[n->nsaved] = t ? t->storage->version : 0;
   n->nsaved++;
   return DDPM_OK;
+}
+
+static int replay_on = -1;
+
+int ddpm_ag_save_replayable(ddpm_node *n, ddpm_tensor *t) {
+  if (replay_on < 0) {
+    const char *e = getenv("DDPM_SAVE_REPLAY");
+    replay_on = !(e && e[0] == '0');
+  }
+  ddpm_node *p = t && replay_on ? t->grad_fn : NULL;
+  /* views share their base's storage: walk down to the node that allocated it */
+  while (p && (p->op == DDPM_OP_VIEW || p->op == DDPM_OP_PERMUTE || p->op == DDPM_OP_EXPAND ||
+               p->op == DDPM_OP_SLICE || p->op == DDPM_OP_SELECT))
+    p = p->nin >= 1 ? p->next[0].node : NULL;
+  if (!p || !ddpm_norm_replayable(p->op) || p->released || p->out_meta.dtype != t->dtype ||
+      (size_t)ddpm_shape_numel(p->out_meta.ndim, p->out_meta.shape) * (size_t)ddpm_dsize(t->dtype) !=
+          t->storage->nbytes ||
+      n->nsaved >= DDPM_MAX_SAVED)
+    return ddpm_ag_save(n, t);
+  ddpm_replay *r = calloc(1, sizeof *r);
+  if (!r) return DDPM_FAIL(DDPM_ERR_OOM, "%s: out of memory saving a tensor for backward", ddpm_opname(n->op));
+  r->producer = p;
+  ddpm_node_retain(p);
+  r->ndim = t->ndim;
+  memcpy(r->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+  memcpy(r->strides, t->strides, sizeof(int64_t) * (size_t)t->ndim);
+  r->offset = t->offset;
+  n->saved[n->nsaved] = NULL;
+  n->saved_version[n->nsaved] = 0;
+  n->replay[n->nsaved] = r;
+  n->nsaved++;
+  return DDPM_OK;
+}
+
+int ddpm_ag_saved(ddpm_node *n, int k, ddpm_tensor **out) {
+  *out = NULL;
+  if (k >= n->nsaved) return DDPM_OK;
+  if (n->saved[k]) {
+    ddpm_tensor_retain(n->saved[k]);
+    *out = n->saved[k];
+    return DDPM_OK;
+  }
+  ddpm_replay *r = n->replay[k];
+  if (!r) return DDPM_OK;
+  ddpm_node *p = r->producer;
+  if (p->released)
+    return DDPM_FAIL(DDPM_ERR_AUTOGRAD, "backward of %s: the %s output it needs was freed by an earlier backward; "
+                     "pass {retain_graph=true} to that call", ddpm_opname(n->op), ddpm_opname(p->op));
+  for (int j = 0; j < p->nsaved; j++)
+    if (p->saved[j] && p->saved[j]->storage->version != p->saved_version[j])
+      return DDPM_FAIL(DDPM_ERR_AUTOGRAD,
+                       "backward of %s: the input of the %s before it, %s, was modified in place after the "
+                       "forward (version %lld, expected %lld)",
+                       ddpm_opname(n->op), ddpm_opname(p->op), ddpm_fmt_tensor(p->saved[j]),
+                       (long long)p->saved[j]->storage->version, (long long)p->saved_version[j]);
+  ddpm_tensor *y = NULL;
+  DDPM_TRY(ddpm_norm_replay(p, &y));
+  int st = ddpm_tensor_alias(out, y, r->ndim, r->shape, r->strides, r->offset);
+  ddpm_tensor_release(y);
+  return st;
 }
 
 void ddpm_ag_finish(ddpm_node *n, ddpm_tensor *out) {

@@ -78,6 +78,7 @@ struct ddpm_node {
   int nsaved;
   ddpm_tensor *saved[DDPM_MAX_SAVED];
   int64_t saved_version[DDPM_MAX_SAVED];
+  struct ddpm_replay *replay[DDPM_MAX_SAVED]; /* set where saved[k] is NULL but can be rebuilt */
   double f[8];
   int64_t i[16];
   bool released;         /* saved tensors freed after a backward without retain_graph */
@@ -231,6 +232,16 @@ DDPM_INTERNAL bool ddpm_ag_enabled(void);
 DDPM_INTERNAL ddpm_node *ddpm_ag_begin(int op, int nin, ddpm_tensor *const *in);
 /* Save a tensor for backward (a detached alias, so saving an output makes no cycle). */
 DDPM_INTERNAL int ddpm_ag_save(ddpm_node *n, ddpm_tensor *t);
+/* Save t like ddpm_ag_save when t is needed as is; when t is (a view of) the output of a norm
+ * node, whose forward is cheap to replay from what that node saved anyway, keep only the recipe:
+ * the activation is then freed with its last reference instead of living until this node's
+ * backward (DDPM_SAVE_REPLAY=0 turns this off).  Read back with ddpm_ag_saved. */
+DDPM_INTERNAL int ddpm_ag_save_replayable(ddpm_node *n, ddpm_tensor *t);
+/* saved tensor k of n as a new reference: the saved one, or its replay (NULL if none saved) */
+DDPM_INTERNAL int ddpm_ag_saved(ddpm_node *n, int k, ddpm_tensor **out);
+/* Replay node p's forward output (a new contiguous tensor) from its saved tensors: the norms. */
+DDPM_INTERNAL bool ddpm_norm_replayable(int op);
+DDPM_INTERNAL int ddpm_norm_replay(ddpm_node *p, ddpm_tensor **y);
 /* Attach the node to its output (takes over the reference to n). */
 DDPM_INTERNAL void ddpm_ag_finish(ddpm_node *n, ddpm_tensor *out);
 DDPM_INTERNAL void ddpm_node_release(ddpm_node *n);

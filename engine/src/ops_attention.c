@@ -10,11 +10,13 @@
  *          in[3] attn_mask NULL or [B0,B1,Lq,Lk] with any strides (0 where broadcast), bool (true =
  *          take part) or q's dtype (added to the scores);
  *          out[0] o [B0,B1,Lq,Ev] contiguous; out[1] P [B0,B1,Lq,Lk] contiguous softmax probabilities
- *          (before dropout) or NULL when no gradient is needed;
+ *          (before dropout) or NULL when no gradient is needed, and always NULL on the CPU (whose
+ *          backward recomputes them: a score GEMM per head instead of holding every layer's P);
  *          i[0] is_causal (keep j <= i); i[1] dropout seed, i[2] dropout counter base;
  *          f[0] scale; f[1] dropout_p.  Score (b, i, j), b = b0 B1 + b1, is dropped iff the 53-bit
  *          uniform of Philox counter base + (b Lq + i) Lk + j is < p; kept ones are scaled by 1/(1-p).
- *   SDPA_BWD  in[0] go [B0,B1,Lq,Ev] contiguous, in[1] q, in[2] k, in[3] v (as SDPA), in[4] P;
+ *   SDPA_BWD  in[0] go [B0,B1,Lq,Ev] contiguous, in[1] q, in[2] k, in[3] v (as SDPA), in[4] P (NULL:
+ *          recompute it), in[5] the forward's attn_mask (as SDPA's in[3]; NULL for none);
  *          out[0] gq, out[1] gk, out[2] gv contiguous in q, k, v's shapes; i[], f[] as SDPA. */
 #include "nn_common.h"
 #include "autocast.h" /* cuda/autocast.h: the autocast cast policy */
@@ -216,7 +218,7 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
     DDPM_CHECK(ddpm_tensor_new(&o, nd, os, q->dtype, q->device));
     ddpm_contiguous_strides(4, os4, ost);
     DDPM_CHECK(ddpm_tensor_alias(&o4, o, 4, os4, ost, 0));
-    if (need) DDPM_CHECK(ddpm_tensor_new(&P, 4, ps, q->dtype, q->device));
+    if (need && q->device != DDPM_CPU) DDPM_CHECK(ddpm_tensor_new(&P, 4, ps, q->dtype, q->device));
     uint64_t seed = 0, base = 0;
     if (dropout_p > 0) {
       if (!gen) gen = ddpm_default_generator();
@@ -232,8 +234,8 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
       memcpy(n->i, c.i, 3 * sizeof(int64_t));
       n->f[0] = scale;
       n->f[1] = dropout_p;
-      ddpm_tensor *save[4] = {qr, kr, vr, P};
-      DDPM_CHECK(nn_record(n, o, 4, save));
+      ddpm_tensor *save[5] = {qr, kr, vr, P, m4};
+      DDPM_CHECK(nn_record(n, o, 5, save));
     }
     *out = o;
     o = NULL;
@@ -255,7 +257,7 @@ int bw_SDPA(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
   }
   {
     ddpm_tensor **s = n->saved;
-    ddpm_call c = {.op = DDPM_OP_SDPA_BWD, .nin = 5, .nout = 3, .in = {gc, s[0], s[1], s[2], s[3]},
+    ddpm_call c = {.op = DDPM_OP_SDPA_BWD, .nin = 6, .nout = 3, .in = {gc, s[0], s[1], s[2], s[3], s[4]},
                    .out = {gs[0], gs[1], gs[2]}, .f = {n->f[0], n->f[1]}};
     memcpy(c.i, n->i, 3 * sizeof(int64_t));
     DDPM_CHECK(ddpm_dispatch(&c));

@@ -118,8 +118,14 @@ int ddpm_conv2d(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *
     ddpm_node *n = ddpm_ag_begin(DDPM_OP_CONV2D, 3, ins);
     if (n) {
       params_to(&p, n->i);
-      ddpm_tensor *save[2] = {ddpm_node_needs(n, 1) ? xc : NULL, ddpm_node_needs(n, 0) ? wc : NULL};
-      DDPM_CHECK(nn_record(n, y, 2, save));
+      /* the input only for the weight gradient, and as a replay recipe when it is a norm's output */
+      st = ddpm_ag_save_replayable(n, ddpm_node_needs(n, 1) ? xc : NULL);
+      if (!st) st = ddpm_ag_save(n, ddpm_node_needs(n, 0) ? wc : NULL);
+      if (st) {
+        ddpm_node_release(n);
+        goto done;
+      }
+      ddpm_ag_finish(n, y);
     }
   }
 done:
@@ -135,7 +141,7 @@ done:
 }
 
 int bw_CONV2D(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
-  ddpm_tensor *gc = NULL;
+  ddpm_tensor *gc = NULL, *xs = NULL;
   DDPM_TRY(nn_contig(&gc, g));
   int st = DDPM_OK;
   if (ddpm_node_needs(n, 0)) {
@@ -150,8 +156,8 @@ int bw_CONV2D(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
     const ddpm_meta *mw = &n->in_meta[1], *mb = &n->in_meta[2];
     DDPM_CHECK(ddpm_tensor_new(&gin[1], mw->ndim, mw->shape, mw->dtype, mw->device));
     if (nb) DDPM_CHECK(ddpm_tensor_new(&gin[2], mb->ndim, mb->shape, mb->dtype, mb->device));
-    ddpm_call c = {.op = DDPM_OP_CONV2D_BWD_WEIGHT, .nin = 2, .nout = 2, .in = {gc, n->saved[0]},
-                   .out = {gin[1], gin[2]}};
+    DDPM_CHECK(ddpm_ag_saved(n, 0, &xs));
+    ddpm_call c = {.op = DDPM_OP_CONV2D_BWD_WEIGHT, .nin = 2, .nout = 2, .in = {gc, xs}, .out = {gin[1], gin[2]}};
     memcpy(c.i, n->i, 7 * sizeof(int64_t));
     DDPM_CHECK(ddpm_dispatch(&c));
   } else if (nb) { /* x was not saved: the bias gradient alone is a plain sum */
@@ -159,5 +165,6 @@ int bw_CONV2D(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
   }
 done:
   ddpm_tensor_release(gc);
+  ddpm_tensor_release(xs);
   return st; /* on failure the engine releases whatever gin holds */
 }

@@ -176,7 +176,7 @@ int ddpm_linear(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *
     ddpm_tensor *ins[3] = {x2, w, bias};
     ddpm_node *n = ddpm_ag_begin(DDPM_OP_LINEAR, 3, ins);
     if (n) {
-      st = ddpm_ag_save(n, ddpm_node_needs(n, 1) ? x2 : NULL);
+      st = ddpm_ag_save_replayable(n, ddpm_node_needs(n, 1) ? x2 : NULL);
       if (!st) st = ddpm_ag_save(n, ddpm_node_needs(n, 0) ? w : NULL);
       if (st) {
         ddpm_node_release(n);
@@ -201,9 +201,12 @@ int bw_LINEAR(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
   ddpm_tensor *t = NULL;
   if (ddpm_node_needs(n, 0)) DDPM_TRY(ddpm_matmul(&gin[0], g, n->saved[1])); /* [M,N]@[N,K] */
   if (ddpm_node_needs(n, 1)) {                                                 /* g^T @ x */
-    DDPM_TRY(ddpm_transpose(&t, g, 0, 1));
-    int st = ddpm_matmul(&gin[1], t, n->saved[0]);
+    ddpm_tensor *x = NULL;
+    DDPM_TRY(ddpm_ag_saved(n, 0, &x));
+    int st = ddpm_transpose(&t, g, 0, 1);
+    if (!st) st = ddpm_matmul(&gin[1], t, x);
     ddpm_tensor_release(t);
+    ddpm_tensor_release(x);
     DDPM_TRY(st);
   }
   if (n->nin > 2 && ddpm_node_needs(n, 2)) {

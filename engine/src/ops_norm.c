@@ -61,7 +61,8 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
     ddpm_node *n = ddpm_ag_begin(op, 3, ins);
     if (n) {
       n->i[0] = G;
-      ddpm_tensor *save[5] = {xc, mean, rstd, wc, op == DDPM_OP_GROUP_NORM_SILU ? bc : NULL};
+      n->f[0] = eps;
+      ddpm_tensor *save[5] = {xc, mean, rstd, wc, bc};
       DDPM_CHECK(nn_record(n, y, 5, save));
     }
   }
@@ -175,8 +176,9 @@ int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t 
     ddpm_node *n = ddpm_ag_begin(DDPM_OP_LAYER_NORM, 3, ins);
     if (n) {
       n->i[0] = D;
-      ddpm_tensor *save[4] = {xc, mean, rstd, wc};
-      DDPM_CHECK(nn_record(n, y, 4, save));
+      n->f[0] = eps;
+      ddpm_tensor *save[5] = {xc, mean, rstd, wc, bc};
+      DDPM_CHECK(nn_record(n, y, 5, save));
     }
   }
 done:
@@ -191,6 +193,39 @@ done:
   }
   *out = y;
   return DDPM_OK;
+}
+
+/* ---- replay ---------------------------------------------------------------------------------------------- */
+/* A norm's output is rebuilt from what its node saves for its own backward (x, w, b; the bias is
+ * kept for this, and eps): a consumer such as the convolution after a group_norm_silu then need
+ * not keep the activation.  The same deterministic kernel runs, so the values are identical. */
+bool ddpm_norm_replayable(int op) {
+  return op == DDPM_OP_GROUP_NORM || op == DDPM_OP_GROUP_NORM_SILU || op == DDPM_OP_LAYER_NORM;
+}
+
+int ddpm_norm_replay(ddpm_node *p, ddpm_tensor **out) {
+  ddpm_tensor *x = p->saved[0], *y = NULL, *mean = NULL, *rstd = NULL;
+  if (!x) return DDPM_FAIL(DDPM_ERR_AUTOGRAD, "%s: nothing saved to replay the forward from", ddpm_opname(p->op));
+  int st = DDPM_OK;
+  const ddpm_meta *m = &p->out_meta;
+  int64_t ms[2] = {x->shape[0], p->i[0]};
+  int nm = p->op == DDPM_OP_LAYER_NORM ? 1 : 2;
+  if (nm == 1) ms[0] = ddpm_tensor_numel(x) / (p->i[0] ? p->i[0] : 1);
+  DDPM_CHECK(ddpm_tensor_new(&y, m->ndim, m->shape, m->dtype, m->device));
+  DDPM_CHECK(ddpm_tensor_new(&mean, nm, ms, x->dtype, x->device));
+  DDPM_CHECK(ddpm_tensor_new(&rstd, nm, ms, x->dtype, x->device));
+  {
+    ddpm_call c = {.op = p->op, .nin = 3, .nout = 3, .in = {x, p->saved[3], p->saved[4]}, .out = {y, mean, rstd},
+                   .i = {p->i[0]}, .f = {p->f[0]}};
+    DDPM_CHECK(ddpm_dispatch(&c));
+  }
+  *out = y;
+  y = NULL;
+done:
+  ddpm_tensor_release(y);
+  ddpm_tensor_release(mean);
+  ddpm_tensor_release(rstd);
+  return st;
 }
 
 int bw_LAYER_NORM(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {

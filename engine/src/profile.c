@@ -2,10 +2,13 @@
  * runs, kept per op name. Off by default (ddpm_dispatch then pays one predictable branch); on with
  * ddpm_profile_enable(1) or the environment variable DDPM_PROFILE=1, which also prints the table
  * to stderr when the process exits. CUDA kernels are asynchronous: on a GPU the time is the
- * launch cost unless the caller synchronizes. */
+ * launch cost unless the caller synchronizes.  DDPM_PROFILE_CLOCK=cpu charges process CPU time instead
+ * of wall time: on a shared, oversubscribed machine wall time per kernel mostly measures how long
+ * the scheduler kept a thread away, CPU time what the kernel itself cost. */
 #include "internal.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 DDPM_INTERNAL int ddpm_profile_on;
@@ -18,10 +21,11 @@ static int64_t prof_wall_ns;  /* enabled time accumulated before the last disabl
 /* Time spent in kernels called from inside the running kernel (composite kernels), so that each
  * op is charged its self time only. */
 static _Thread_local int64_t child_ns;
+static clockid_t prof_clock = CLOCK_MONOTONIC;
 
 static int64_t now_ns(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(prof_clock, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -84,6 +88,8 @@ static void report_at_exit(void) {
 }
 
 __attribute__((constructor)) static void profile_from_env(void) {
+  const char *k = getenv("DDPM_PROFILE_CLOCK");
+  if (k && (!strcmp(k, "cpu") || !strcmp(k, "process"))) prof_clock = CLOCK_PROCESS_CPUTIME_ID;
   const char *v = getenv("DDPM_PROFILE");
   if (v && v[0] == '1' && v[1] == 0) {
     ddpm_profile_enable(1);

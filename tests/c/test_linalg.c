@@ -171,6 +171,39 @@ static void test_linear(void) {
         }
 }
 
+/* a linear layer big enough for every blocking of the AVX-512 GEMM: several 256-long K blocks,
+ * column tiles (N > 512), row tiles with a tail, the bias added once */
+static void test_linear_big(void) {
+  trng r = {34};
+  int64_t xs[2] = {77, 600}, ws[2] = {530, 600}, bs[1] = {530};
+  for (int lay = 0; lay < 2; lay++) {
+    ddpm_tensor *x = trand(DDPM_FLOAT32, 2, xs, -1, 1, &r, lay), *w = trand(DDPM_FLOAT32, 2, ws, -1, 1, &r, 1 - lay);
+    ddpm_tensor *b = trand(DDPM_FLOAT32, 1, bs, -1, 1, &r, LAYOUT_CONTIG), *o = NULL;
+    CHECK_OK(ddpm_linear(&o, x, w, b));
+    if (o) {
+      int bad = 0;
+      for (int64_t i = 0; i < xs[0]; i++)
+        for (int64_t j = 0; j < ws[0]; j++) {
+          int64_t bi[1] = {j}, oi[2] = {i, j};
+          double acc = tget(b, bi), absacc = fabs(acc);
+          for (int64_t k = 0; k < xs[1]; k++) {
+            int64_t xi[2] = {i, k}, wi[2] = {j, k};
+            double p = tget(x, xi) * tget(w, wi);
+            acc += p;
+            absacc += fabs(p);
+          }
+          double want = ref_store(DDPM_FLOAT32, acc);
+          ELEM(bad, tget(o, oi), want, mm_tol(DDPM_FLOAT32, want, absacc), "linear big");
+        }
+      CHECK_CASE(bad, "linear [77,600] x [530,600]^T + bias, %s", layout_name[lay]);
+    }
+    ddpm_tensor_release(o);
+    ddpm_tensor_release(x);
+    ddpm_tensor_release(w);
+    ddpm_tensor_release(b);
+  }
+}
+
 static void test_cat_stack(void) {
   trng r = {34};
   for (int dim = -3; dim < 3; dim++)
@@ -329,6 +362,7 @@ int main(void) {
   test_matmul();
   test_bmm();
   test_linear();
+  test_linear_big();
   test_cat_stack();
   test_index();
   return tcheck_summary("test_linalg");

@@ -1,7 +1,10 @@
 /* test_nn_conv.c: conv2d forward, input gradient and weight/bias gradients against naive loops
  * in double, at shapes big enough to take every kernel path (images across threads and one image
  * with threaded BLAS, the lockstep im2col of "same" 3x3 convolutions, strided/dilated/grouped
- * im2col, 1x1 convolutions without im2col), in float32 and float64. */
+ * im2col, 1x1 convolutions without im2col; in float32 on AVX-512 the Winograd F(2x2, 3x3)
+ * kernels: whole 8x8 planes, 16-wide row pairs, generic row segments, partial tile blocks,
+ * channel counts that are not multiples of the 8/16-lane panels, and the weight gradient's
+ * fallback for large images), in float32 and float64. */
 #include "tcheck.h"
 #include <stdlib.h>
 
@@ -143,6 +146,13 @@ int main(void) {
       {2, 4, 5, 5, 4, 5, 5, {1, 1}, {4, 4}, {1, 1}, 1, 1},     /* padding larger than half the kernel */
       {1, 256, 40, 40, 3, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 1}, /* big image: several column blocks */
       {2, 160, 41, 37, 2, 3, 3, {2, 1}, {2, 1}, {2, 1}, 2, 1}, /* blocks with stride, dilation, groups */
+      {5, 24, 8, 8, 40, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 1},   /* Winograd: 8x8 planes, a partial block */
+      {33, 16, 8, 8, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 0},  /* many blocks across threads, no bias */
+      {3, 24, 7, 5, 12, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 1},   /* odd sizes: row segments, half panel */
+      {2, 16, 14, 16, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 1}, /* 16 wide, rows not in pairs of tile rows */
+      {2, 9, 6, 3, 17, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 1},    /* channels off the 8/16 lanes */
+      {2, 16, 32, 32, 8, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 1},  /* 32x32: wide segments, largest gradient blocks */
+      {1, 8, 34, 34, 8, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, 1},   /* beyond the Winograd gradient's image size */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     run_case(&cases[i], DDPM_FLOAT32);

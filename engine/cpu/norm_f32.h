@@ -1,0 +1,20 @@
+/* norm_f32.h: the AVX-512 float32 group_norm (+SiLU) of norm_f32.c, used by norm.c when
+ * cpu_fast_kernels(); its arguments mirror norm_impl.h's context. */
+#ifndef DDPM_NORM_F32_H
+#define DDPM_NORM_F32_H
+#include "cpu.h"
+#include <math.h>
+
+typedef struct {
+  const float *x, *w, *b, *gy;
+  float *y, *mean, *rstd, *gx;
+  double *pdw, *pdb; /* [N, C] partials of the weight and bias gradients */
+  int64_t N, C, S, G;
+  double eps;
+  bool silu;
+} cpu_gn_f32;
+
+/* groups [lo, hi) of the flattened [N, G] */
+DDPM_INTERNAL void cpu_gn_fwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi);
+DDPM_INTERNAL void cpu_gn_bwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi, float *dzbuf);
+#endif
