@@ -133,6 +133,10 @@ local data, forwarded = options.guard(function()
   if not ok then error(string.format("--out '%s' cannot be written: %s", out, why), 0) end
   if not exe or exe == '' then error('cannot tell which ddpm-lua runs this script; set DDPM_LUA', 0) end
   if #args.mask_probs == 0 or #args.guidance == 0 then error('--mask-probs and --guidance need at least one value each', 0) end
+  -- the trainer refuses this too, but only after the classifier has been trained
+  if args.snr_gamma > 0 and args.loss ~= 'mse' then
+    error(string.format('--snr-gamma weights the mse loss; it cannot be combined with --loss %s (add --loss mse)', args.loss), 0)
+  end
   local d = training.data.load(args, { conditional = true })
   -- the swappable parts are checked here so a bad file fails now, not in the first training run
   local noise = training.components.noise_scheduler(args)

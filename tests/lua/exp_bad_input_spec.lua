@@ -128,5 +128,11 @@ describe('experiment settings out of range', function()
       '--classifier', dir .. '/no_classifier'))
     assert.are.equal(1, r.status, r.stderr)
     assert.matches('no classifier%.json in', r.stderr)
+    -- the recipe's L1 loss cannot take Min-SNR weighting: refused before the classifier is trained
+    out = dir .. '/exp_bad4'
+    r = h.script('experiments/label_masking.lua', h.words(data_words(), h.TINY, h.TINY_COND, '--out', out, '--snr-gamma', '5'))
+    assert.are.equal(1, r.status, r.stderr)
+    assert.matches('%-%-snr%-gamma weights the mse loss.*%-%-loss l1', r.stderr)
+    assert.is_false(h.exists(out .. '/classifier'))
   end)
 end)
