@@ -5,6 +5,7 @@
 
 const ddpm_backend *ddpm_cuda_backend(void) { return NULL; }
 int ddpm_cuda_device_count_internal(void) { return 0; }
+const char *ddpm_cuda_unavailable_reason(void) { return "this libddpm was built without CUDA"; }
 
 #define NO_CUDA(what) DDPM_FAIL(DDPM_ERR_UNSUPPORTED, "%s: CUDA is not available (this libddpm was built without CUDA)", what)
 

@@ -11,7 +11,7 @@ build=${2:-$here/build}
 arch=$(gcc -dumpmachine)
 rm -rf "$dest"
 mkdir -p "$dest"/{bin,lib,lua51,clib/term,clib/system,build/lua/ddpm,build/tests,src}
-cp "$build"/libddpm.so "$build"/ddpm-lua "$dest/build/"
+cp "$build"/libddpm.so "$build"/libddpm_cuda.so "$build"/ddpm-lua "$dest/build/"
 [ -f "$build/libddpm_nocuda.so" ] && cp "$build/libddpm_nocuda.so" "$dest/build/"
 cp "$build"/tests/test_* "$dest/build/tests/"
 cp "$build/lua/ddpm/cdef.lua" "$dest/build/lua/ddpm/"

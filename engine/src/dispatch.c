@@ -31,7 +31,7 @@ static int device_problem(int device, char *why, size_t n) {
     return DDPM_ERR_DEVICE;
   }
   if (!ddpm_cuda_backend()) {
-    snprintf(why, n, "this libddpm was built without CUDA");
+    snprintf(why, n, "%s", ddpm_cuda_unavailable_reason());
     return DDPM_ERR_UNSUPPORTED;
   }
   int k = ddpm_cuda_device_count_internal();

@@ -20,6 +20,9 @@ extern "C" {
 #define DDPM_ABI_VERSION 1
 
 #define DDPM_INTERNAL __attribute__((visibility("hidden")))
+/* Internal, but exported: the engine functions the CUDA backend (libddpm_cuda.so, loaded on first
+ * CUDA use, cuda/backend_lazy.c) calls back into, and the two entry points libddpm looks up in it. */
+#define DDPM_BACKEND_API __attribute__((visibility("default")))
 
 /* ---- op ids, generated from ops.def ---------------------------------------------------------- */
 typedef enum {
@@ -119,15 +122,17 @@ typedef struct ddpm_backend {
 
 DDPM_INTERNAL const ddpm_backend *ddpm_backend_for(int device);
 DDPM_INTERNAL extern const ddpm_backend ddpm_cpu_backend;
-DDPM_INTERNAL const ddpm_backend *ddpm_cuda_backend(void); /* NULL in a CPU-only build */
-DDPM_INTERNAL int ddpm_cuda_device_count_internal(void);
-DDPM_INTERNAL int ddpm_dispatch(ddpm_call *c);
+DDPM_BACKEND_API const ddpm_backend *ddpm_cuda_backend(void); /* NULL in a CPU-only build */
+DDPM_BACKEND_API int ddpm_cuda_device_count_internal(void);
+/* Why ddpm_cuda_backend() is NULL: built without CUDA, or libddpm_cuda.so failed to load. */
+DDPM_INTERNAL const char *ddpm_cuda_unavailable_reason(void);
+DDPM_BACKEND_API int ddpm_dispatch(ddpm_call *c);
 /* DDPM_OK when device can be used, else a status and a message saying why not. */
 DDPM_INTERNAL int ddpm_check_move(const char *op, const ddpm_tensor *t, int device);
 DDPM_INTERNAL int ddpm_check_device(const char *op, int device);
 
 /* ---- errors --------------------------------------------------------------------------------------- */
-DDPM_INTERNAL int ddpm_fail_at(int code, const char *file, int line, const char *fmt, ...)
+DDPM_BACKEND_API int ddpm_fail_at(int code, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 #define DDPM_FAIL(code, ...) ddpm_fail_at((code), __FILE__, __LINE__, __VA_ARGS__)
 #define DDPM_TRY(expr)            \
@@ -144,8 +149,8 @@ DDPM_INTERNAL int ddpm_fail_at(int code, const char *file, int line, const char 
 
 /* Formatting helpers for messages: each returns a thread-local buffer valid for a few calls. */
 DDPM_INTERNAL const char *ddpm_fmt_shape(int ndim, const int64_t *shape);
-DDPM_INTERNAL const char *ddpm_fmt_tensor(const ddpm_tensor *t); /* "float32[2, 3] on cpu" */
-DDPM_INTERNAL const char *ddpm_fmt_device(int device);
+DDPM_BACKEND_API const char *ddpm_fmt_tensor(const ddpm_tensor *t); /* "float32[2, 3] on cpu" */
+DDPM_BACKEND_API const char *ddpm_fmt_device(int device);
 
 /* ---- dtypes ------------------------------------------------------------------------------------------ */
 static inline int ddpm_dsize(int dtype) {
@@ -154,7 +159,7 @@ static inline int ddpm_dsize(int dtype) {
 }
 static inline bool ddpm_is_float(int dtype) { return dtype >= DDPM_FLOAT32 && dtype <= DDPM_BFLOAT16; }
 static inline bool ddpm_valid_dtype(int dtype) { return dtype >= 0 && dtype < 8; }
-DDPM_INTERNAL const char *ddpm_dname(int dtype);
+DDPM_BACKEND_API const char *ddpm_dname(int dtype);
 
 static inline float ddpm_bf16_to_f32(uint16_t h) {
   uint32_t u = (uint32_t)h << 16;
@@ -174,27 +179,27 @@ DDPM_INTERNAL uint16_t ddpm_f32_to_f16(float f);
 
 /* Read/write one element of any dtype as double (slow paths, printing, tests). */
 DDPM_INTERNAL double ddpm_load_as_double(const void *p, int dtype);
-DDPM_INTERNAL void ddpm_store_from_double(void *p, int dtype, double v);
+DDPM_BACKEND_API void ddpm_store_from_double(void *p, int dtype, double v);
 
 /* ---- storage ------------------------------------------------------------------------------------------- */
 DDPM_INTERNAL int ddpm_storage_new(ddpm_storage **out, size_t nbytes, int device);
 DDPM_INTERNAL void ddpm_storage_retain(ddpm_storage *s);
-DDPM_INTERNAL void ddpm_storage_release(ddpm_storage *s);
+DDPM_BACKEND_API void ddpm_storage_release(ddpm_storage *s);
 /* Wrap memory the engine does not own (e.g. an mmap); release(s) is called at the last release. */
-DDPM_INTERNAL int ddpm_storage_wrap(ddpm_storage **out, void *data, size_t nbytes, int device,
+DDPM_BACKEND_API int ddpm_storage_wrap(ddpm_storage **out, void *data, size_t nbytes, int device,
                                     void (*release)(ddpm_storage *), void *ctx);
-DDPM_INTERNAL void ddpm_mem_account(int device, int64_t delta);
+DDPM_BACKEND_API void ddpm_mem_account(int device, int64_t delta);
 
 /* ---- tensors --------------------------------------------------------------------------------------------- */
 /* A fresh contiguous tensor with uninitialised data. */
-DDPM_INTERNAL int ddpm_tensor_new(ddpm_tensor **out, int ndim, const int64_t *shape, int dtype,
+DDPM_BACKEND_API int ddpm_tensor_new(ddpm_tensor **out, int ndim, const int64_t *shape, int dtype,
                                   int device);
 DDPM_INTERNAL int ddpm_tensor_new_like(ddpm_tensor **out, const ddpm_tensor *t);
 /* A new tensor header over t's storage with the given geometry (no autograd metadata). */
-DDPM_INTERNAL int ddpm_tensor_alias(ddpm_tensor **out, const ddpm_tensor *t, int ndim,
+DDPM_BACKEND_API int ddpm_tensor_alias(ddpm_tensor **out, const ddpm_tensor *t, int ndim,
                                     const int64_t *shape, const int64_t *strides, int64_t offset);
-DDPM_INTERNAL void ddpm_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
-DDPM_INTERNAL int64_t ddpm_shape_numel(int ndim, const int64_t *shape);
+DDPM_BACKEND_API void ddpm_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+DDPM_BACKEND_API int64_t ddpm_shape_numel(int ndim, const int64_t *shape);
 DDPM_INTERNAL bool ddpm_same_shape(const ddpm_tensor *a, const ddpm_tensor *b);
 DDPM_INTERNAL bool ddpm_has_internal_overlap(const ddpm_tensor *t);
 static inline char *ddpm_ptr(const ddpm_tensor *t) {
@@ -206,13 +211,13 @@ DDPM_INTERNAL int ddpm_broadcast_shapes(const char *op, int na, const int64_t *s
                                         const int64_t *sb, int *nout, int64_t *sout);
 DDPM_INTERNAL int ddpm_check_shape(const char *op, int ndim, const int64_t *shape);
 DDPM_INTERNAL int ddpm_check_same_device(const char *op, const ddpm_tensor *a, const ddpm_tensor *b);
-DDPM_INTERNAL int ddpm_check_tensor(const char *op, const char *what, const ddpm_tensor *t);
+DDPM_BACKEND_API int ddpm_check_tensor(const char *op, const char *what, const ddpm_tensor *t);
 /* Refuse a NULL out-parameter before any work is done. */
 DDPM_INTERNAL int ddpm_check_out(const char *op, const void *out);
 DDPM_INTERNAL void ddpm_bump_version(ddpm_tensor *t);
 
 /* ---- op plumbing ------------------------------------------------------------------------------------------ */
-DDPM_INTERNAL const char *ddpm_opname(int op);
+DDPM_BACKEND_API const char *ddpm_opname(int op);
 /* Reduce a gradient to an input's shape by summing over broadcast dims (returns new ref). */
 DDPM_INTERNAL int ddpm_reduce_to(ddpm_tensor **out, ddpm_tensor *g, const ddpm_meta *m);
 /* Run a unary/binary/scalar op through the engine (used by entry points and backward code). */
