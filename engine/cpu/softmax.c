@@ -3,7 +3,46 @@
  * as [outer, D, inner]; rows along a last dim are contiguous, other dims are gathered into a
  * per-thread buffer.  The row functions are shared with attention.c. */
 #include "nn_cpu.h"
+#include "gemm_avx512.h"
+#include "vmath_avx512.h"
 #include <math.h>
+
+/* softmax of one float32 row on AVX-512: max and exp 16 lanes at a time (vm_exp, <= 2 ulp), the
+ * sum in float lanes flushed to double every 64 values as below.  Attention runs one of these per
+ * query row (a [64, 64] score matrix per head at the reference UNet's 8x8 level), where the
+ * four-lane path cost most of the op. */
+DDPM_AVX512_BEGIN
+static void softmax_row_f32_avx512(const float *x, float *y, int64_t n) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) m = _mm512_max_ps(_mm512_loadu_ps(x + k), m); /* NaN in x: keeps m */
+  float mx = _mm512_reduce_max_ps(m);
+  for (; k < n; k++) mx = x[k] > mx ? x[k] : mx;
+  if (mx != mx) mx = 0; /* only NaNs: let them propagate through the arithmetic below */
+  const __m512 vm = _mm512_set1_ps(mx);
+  double total = 0;
+  __m512 acc = _mm512_setzero_ps();
+  for (k = 0; k + 16 <= n; k += 16) {
+    __m512 e = vm_exp(_mm512_sub_ps(_mm512_loadu_ps(x + k), vm));
+    _mm512_storeu_ps(y + k, e);
+    acc = _mm512_add_ps(acc, e);
+    if ((k & 63) == 48) {
+      total += (double)_mm512_reduce_add_ps(acc);
+      acc = _mm512_setzero_ps();
+    }
+  }
+  __mmask16 tail = (__mmask16)((1u << (n - k)) - 1u);
+  if (tail) {
+    __m512 e = vm_exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + k), vm));
+    _mm512_mask_storeu_ps(y + k, tail, e);
+    acc = _mm512_mask_add_ps(acc, tail, acc, e);
+  }
+  total += (double)_mm512_reduce_add_ps(acc);
+  const __m512 inv = _mm512_set1_ps((float)(1.0 / total));
+  for (k = 0; k + 16 <= n; k += 16) _mm512_storeu_ps(y + k, _mm512_mul_ps(_mm512_loadu_ps(y + k), inv));
+  if (tail) _mm512_mask_storeu_ps(y + k, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + k), inv));
+}
+DDPM_AVX512_END
 
 /* float32: exp and max four lanes at a time (nn_cpu.h); sums in float lanes flushed to double
  * every 64 values, so long rows keep double accuracy without a scalar dependency chain */
@@ -61,6 +100,7 @@ static inline void exp_shifted_f64(double *y, int64_t n, double *s, bool keep) {
 
 #define R float
 #define SUF(n) n##_f32
+#define FAST_ROW(x, y, n, is_log) (!(is_log) && (n) >= 16 && cpu_fast_kernels() ? (softmax_row_f32_avx512(x, y, n), 1) : 0)
 #define EXP expf
 #define LOG log
 #define EXP_SHIFTED(y, n, s, keep) exp_shifted_f32(y, n, &(s), keep)
@@ -72,8 +112,10 @@ static inline void exp_shifted_f64(double *y, int64_t n, double *s, bool keep) {
 #undef SUF
 #undef EXP
 #undef LOG
+#undef FAST_ROW
 #define R double
 #define SUF(n) n##_f64
+#define FAST_ROW(x, y, n, is_log) 0
 #define EXP exp
 #define LOG log
 #define EXP_SHIFTED(y, n, s, keep) exp_shifted_f64(y, n, &(s), keep)
@@ -85,6 +127,7 @@ static inline void exp_shifted_f64(double *y, int64_t n, double *s, bool keep) {
 #undef SUF
 #undef EXP
 #undef LOG
+#undef FAST_ROW
 
 /* x viewed as [outer, D, inner] around dim d */
 static void split_dims(const ddpm_tensor *x, int d, int64_t *D, int64_t *inner) {

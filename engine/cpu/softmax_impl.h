@@ -5,6 +5,7 @@
  * logits do not overflow; a row of all -inf gives NaN, as in PyTorch.  EXP_SHIFTED(y, n, s) turns
  * y[k] into exp(y[k]) (keep = 1) or only sums them (keep = 0), adding the sum to the double s. */
 void SUF(cpu_softmax_row)(const R *x, R *y, int64_t n, bool is_log) {
+  if (FAST_ROW(x, y, n, is_log)) return;
   R mx = ROW_MAX(x, n);
   if (mx != mx) mx = 0; /* only NaNs: let them propagate through the arithmetic below */
   for (int64_t k = 0; k < n; k++) y[k] = x[k] - mx;

@@ -86,6 +86,23 @@ describe('F.softmax and F.log_softmax', function()
     assert.are.equal(ddpm.float64, F.softmax(x, 1, { dtype = ddpm.float64 }).dtype)
   end)
 
+  it('match the naive loop on long rows (the 16-lane path), with -inf and NaN entries', function()
+    local gen = ddpm.Generator():manual_seed(5)
+    for _, n in ipairs({ 16, 17, 31, 64, 100, 130 }) do
+      local x = ddpm.randn(6, n, { generator = gen }) * 6
+      x:select(0, 1):narrow(0, 3, 5):fill_(-math.huge)
+      x:select(0, 2):fill_(-math.huge)
+      x:select(0, 3):narrow(0, n - 1, 1):fill_(0 / 0)
+      x:select(0, 4):add_(500)
+      local got, want = F.softmax(x, 1), naive_softmax(x, 1)
+      testing.assert_close(got:narrow(0, 0, 2), want:narrow(0, 0, 2), { rtol = 1e-5, atol = 1e-7 })
+      testing.assert_close(got:narrow(0, 4, 2), want:narrow(0, 4, 2), { rtol = 1e-5, atol = 1e-7 })
+      for _, r in ipairs({ 2, 3 }) do -- a row of -inf, and a row holding a NaN: NaN throughout, as PyTorch
+        for _, v in ipairs(got:select(0, r):totable_flat()) do assert.is_true(v ~= v, 'row ' .. r .. ' of ' .. n) end
+      end
+    end
+  end)
+
   it('pass gradcheck, incl. non-contiguous inputs', function()
     local gen = ddpm.Generator():manual_seed(2)
     local x = ddpm.randn(3, 4, 5, { dtype = ddpm.float64, generator = gen, requires_grad = true })
