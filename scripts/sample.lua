@@ -21,6 +21,8 @@ local args = ddpm.cli.parse(arg, {
     { '--guidance', type = 'number', default = 1, min = 0,
       help = 'classifier-free guidance scale (> 1 needs --label-dropout training)' },
     { '--eta', type = 'number', default = 0, min = 0, help = 'DDIM eta (0: deterministic)' },
+    { '--clip-sample', choices = { 'saved', 'true', 'false' }, default = 'saved',
+      help = "clip each step's x0 prediction to [-1, 1] (saved: as the checkpoint's config; DDIM from a DDPM config clips)" },
     { '--seed', type = 'integer', default = 0, min = 0, help = 'seed of the initial noise and sampling noise' },
     { '--scale', type = 'integer', default = 8, min = 1, help = 'nearest-neighbour enlargement of each image' },
     { '--device', choices = { 'cpu', 'cuda' }, default = 'cpu' },
@@ -39,6 +41,11 @@ local pipe, classes, credit = options.guard(function()
   end
   local p = ddpm.pipelines.load(args.checkpoint, { device = args.device ~= 'cpu' and args.device or nil })
   p.scheduler = training.components.sampling_scheduler(args.scheduler, p.scheduler, '--scheduler')
+  -- diffusers' DDIM keeps the model's epsilon after clipping x0, so clipping pulls its steps off the
+  -- trajectory; the tutorial's DDPMScheduler config (clip_sample=true) passes that on to DDIM
+  if args.clip_sample ~= 'saved' and p.scheduler.config.clip_sample ~= nil then
+    p.scheduler.config.clip_sample = args.clip_sample == 'true'
+  end
   -- the run's options say which data it saw, for the tile credit
   local ckpt = training.checkpoint.find(args.checkpoint)
   local run = ckpt and training.checkpoint.read_state(ckpt).args or nil

@@ -79,6 +79,15 @@ describe('sample.lua', function()
       '--scheduler', 'ddim', '--scale', '2', '--guidance', '2', '--seed', '1', '--out', again, '--no-progress' })
     assert.are.equal(0, r.status, r.stderr)
     assert.are.equal(h.read(out), h.read(again))
+    -- --clip-sample: the saved config (DDPM's clip_sample=true) is what `true` gives; `false` differs
+    local function ddim_grid(clip, path)
+      local rr = h.script('sample.lua', { '--checkpoint', run_dir, '--per-class', '2', '--steps', '3', '--scheduler', 'ddim',
+        '--scale', '2', '--guidance', '2', '--seed', '1', '--out', path, '--no-progress', '--clip-sample', clip })
+      assert.are.equal(0, rr.status, rr.stderr)
+      return h.read(path)
+    end
+    assert.are.equal(h.read(out), ddim_grid('true', run_dir .. '/clip_true.png'))
+    assert.are_not.equal(h.read(out), ddim_grid('false', run_dir .. '/clip_false.png'))
     r = h.script('sample.lua', { '--checkpoint', run_dir, '--per-class', '3', '--steps', '2', '--classes', 'food', '4',
       '--scheduler', 'dpm', '--scale', '1', '--out', again, '--no-progress' })
     assert.are.equal(0, r.status, r.stderr)
