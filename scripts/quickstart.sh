@@ -33,7 +33,7 @@ echo "quickstart: training the conditional sprite model (docs/training.md explai
 # (continue an interrupted run with: build/ddpm-lua scripts/train_conditional.lua --resume runs/quickstart).
 build/ddpm-lua scripts/train_conditional.lua \
   --channels 32,64 --layers-per-block 1 --norm-groups 8 --attention-heads 4 --cross-attention-dim 64 \
-  --batch-size 32 --epochs 40 --lr 1e-3 --lr-schedule cosine --warmup-steps 100 \
+  --batch-size 32 --epochs 80 --lr 1e-3 --lr-schedule cosine --warmup-steps 100 \
   --timesteps 1000 --flip --label-dropout 0.1 --ema --snr-gamma 5 \
   --sample-scheduler dpm --sample-steps 25 --guidance 2 \
   --out "$out" --overwrite "$@"
