@@ -201,12 +201,15 @@ end
 local rows = {}
 for _, p in ipairs(args.mask_probs) do
   local dir = train(p)
-  local pipe = ddpm.pipelines.load(dir)
+  -- sampling runs where training ran (--device); the classifier scores on the CPU
+  local device = rawget(args, 'device')
+  local pipe = ddpm.pipelines.load(dir, { device = device ~= nil and device ~= 'cpu' and device or nil })
   pipe.scheduler = training.components.sampling_scheduler(args.sample_scheduler, pipe.scheduler)
   for _, gs in ipairs(args.guidance) do
     local t0 = require('ddpm.utils.term').now()
     local images, ids = metrics.generate(pipe, { per_class = args.samples_per_class, guidance_scale = gs, seed = args.seed,
       num_inference_steps = args.sample_steps > 0 and args.sample_steps or nil, batch_size = args.eval_batch_size })
+    images = images:to('cpu')
     local r = metrics.evaluate(clf, images, ids, ref)
     local grid = string.format('%s/grids/mask_%s_guidance_%s.png', out, tag(p), tag(gs))
     image.save_image(metrics.grid_subset(images, args.samples_per_class, args.grid_per_class), grid,
