@@ -19,6 +19,45 @@
 #include "nn_common.h"
 #include "autocast.h" /* cuda/autocast.h: the autocast cast policy */
 
+/* The shared forward of the norms, after their checks: contiguous operands, y and the per-row (or
+ * per-group) mean and rstd of shape stat_shape, one kernel call, and the autograd record (x, mean,
+ * rstd, w, b saved; i[0] the group count or row length, f[0] eps). */
+static int norm_forward(ddpm_tensor **out, int op, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b, int stat_ndim,
+                        const int64_t *stat_shape, int64_t param, double eps) {
+  ddpm_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *rstd = NULL;
+  int st = DDPM_OK;
+  DDPM_CHECK(nn_contig(&xc, x));
+  DDPM_CHECK(nn_contig(&wc, w));
+  DDPM_CHECK(nn_contig(&bc, b));
+  DDPM_CHECK(ddpm_tensor_new(&y, x->ndim, x->shape, x->dtype, x->device));
+  DDPM_CHECK(ddpm_tensor_new(&mean, stat_ndim, stat_shape, x->dtype, x->device));
+  DDPM_CHECK(ddpm_tensor_new(&rstd, stat_ndim, stat_shape, x->dtype, x->device));
+  {
+    ddpm_call c = {.op = op, .nin = 3, .nout = 3, .in = {xc, wc, bc}, .out = {y, mean, rstd}, .i = {param}, .f = {eps}};
+    DDPM_CHECK(ddpm_dispatch(&c));
+    ddpm_tensor *ins[3] = {x, w, b};
+    ddpm_node *n = ddpm_ag_begin(op, 3, ins);
+    if (n) {
+      n->i[0] = param;
+      n->f[0] = eps;
+      ddpm_tensor *save[5] = {xc, mean, rstd, wc, bc};
+      DDPM_CHECK(nn_record(n, y, 5, save));
+    }
+  }
+done:
+  ddpm_tensor_release(xc);
+  ddpm_tensor_release(wc);
+  ddpm_tensor_release(bc);
+  ddpm_tensor_release(mean);
+  ddpm_tensor_release(rstd);
+  if (st) {
+    ddpm_tensor_release(y);
+    return st;
+  }
+  *out = y;
+  return DDPM_OK;
+}
+
 /* ---- group norm --------------------------------------------------------------------------------------- */
 static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b,
                            double eps) {
@@ -45,39 +84,8 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
       return DDPM_FAIL(DDPM_ERR_SHAPE, "%s: %s %s must be [%lld] (one value per channel of input %s)", name, pn[k],
                        ddpm_fmt_tensor(pw[k]), (long long)C, ddpm_fmt_tensor(x));
   }
-  ddpm_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *rstd = NULL;
-  int st = DDPM_OK;
-  DDPM_CHECK(nn_contig(&xc, x));
-  DDPM_CHECK(nn_contig(&wc, w));
-  DDPM_CHECK(nn_contig(&bc, b));
-  {
-    int64_t ms[2] = {x->shape[0], G};
-    DDPM_CHECK(ddpm_tensor_new(&y, x->ndim, x->shape, x->dtype, x->device));
-    DDPM_CHECK(ddpm_tensor_new(&mean, 2, ms, x->dtype, x->device));
-    DDPM_CHECK(ddpm_tensor_new(&rstd, 2, ms, x->dtype, x->device));
-    ddpm_call c = {.op = op, .nin = 3, .nout = 3, .in = {xc, wc, bc}, .out = {y, mean, rstd}, .i = {G}, .f = {eps}};
-    DDPM_CHECK(ddpm_dispatch(&c));
-    ddpm_tensor *ins[3] = {x, w, b};
-    ddpm_node *n = ddpm_ag_begin(op, 3, ins);
-    if (n) {
-      n->i[0] = G;
-      n->f[0] = eps;
-      ddpm_tensor *save[5] = {xc, mean, rstd, wc, bc};
-      DDPM_CHECK(nn_record(n, y, 5, save));
-    }
-  }
-done:
-  ddpm_tensor_release(xc);
-  ddpm_tensor_release(wc);
-  ddpm_tensor_release(bc);
-  ddpm_tensor_release(mean);
-  ddpm_tensor_release(rstd);
-  if (st) {
-    ddpm_tensor_release(y);
-    return st;
-  }
-  *out = y;
-  return DDPM_OK;
+  int64_t ms[2] = {x->shape[0], G};
+  return norm_forward(out, op, x, w, b, 2, ms, G, eps);
 }
 
 int ddpm_group_norm(ddpm_tensor **out, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b, double eps) {
@@ -160,39 +168,7 @@ int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t 
   }
   int64_t D = ddpm_shape_numel(nnorm, nshape);
   int64_t rows = ddpm_shape_numel(x->ndim - nnorm, x->shape);
-  ddpm_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *rstd = NULL;
-  int st = DDPM_OK;
-  DDPM_CHECK(nn_contig(&xc, x));
-  DDPM_CHECK(nn_contig(&wc, w));
-  DDPM_CHECK(nn_contig(&bc, b));
-  DDPM_CHECK(ddpm_tensor_new(&y, x->ndim, x->shape, x->dtype, x->device));
-  DDPM_CHECK(ddpm_tensor_new(&mean, 1, &rows, x->dtype, x->device));
-  DDPM_CHECK(ddpm_tensor_new(&rstd, 1, &rows, x->dtype, x->device));
-  {
-    ddpm_call c = {.op = DDPM_OP_LAYER_NORM, .nin = 3, .nout = 3, .in = {xc, wc, bc}, .out = {y, mean, rstd},
-                   .i = {D}, .f = {eps}};
-    DDPM_CHECK(ddpm_dispatch(&c));
-    ddpm_tensor *ins[3] = {x, w, b};
-    ddpm_node *n = ddpm_ag_begin(DDPM_OP_LAYER_NORM, 3, ins);
-    if (n) {
-      n->i[0] = D;
-      n->f[0] = eps;
-      ddpm_tensor *save[5] = {xc, mean, rstd, wc, bc};
-      DDPM_CHECK(nn_record(n, y, 5, save));
-    }
-  }
-done:
-  ddpm_tensor_release(xc);
-  ddpm_tensor_release(wc);
-  ddpm_tensor_release(bc);
-  ddpm_tensor_release(mean);
-  ddpm_tensor_release(rstd);
-  if (st) {
-    ddpm_tensor_release(y);
-    return st;
-  }
-  *out = y;
-  return DDPM_OK;
+  return norm_forward(out, DDPM_OP_LAYER_NORM, x, w, b, 1, &rows, D, eps);
 }
 
 /* ---- replay ---------------------------------------------------------------------------------------------- */

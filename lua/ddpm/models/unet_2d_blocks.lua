@@ -367,6 +367,10 @@ local function unknown(kind, name, valid)
   raise(string.format("unknown %s '%s' (valid: %s)", kind, tostring(name), table.concat(valid, ', ')))
 end
 
+-- the keyword arguments get_down_block / get_up_block pass on to the cross-attention blocks
+local CROSS_ATTN_KEYS = { 'transformer_layers_per_block', 'cross_attention_dim', 'num_attention_heads',
+  'dual_cross_attention', 'use_linear_projection', 'only_cross_attention', 'upcast_attention', 'attention_type' }
+
 -- get_down_block(type, a): a holds diffusers' get_down_block keyword arguments
 function M.get_down_block(t, a)
   if type(t) == 'string' and t:sub(1, 7) == 'UNetRes' then t = t:sub(8) end
@@ -386,14 +390,7 @@ function M.get_down_block(t, a)
   elseif t == 'CrossAttnDownBlock2D' then
     if a.cross_attention_dim == nil then raise('cross_attention_dim must be specified for CrossAttnDownBlock2D') end
     base.add_downsample = a.add_downsample
-    base.transformer_layers_per_block = a.transformer_layers_per_block
-    base.cross_attention_dim = a.cross_attention_dim
-    base.num_attention_heads = a.num_attention_heads
-    base.dual_cross_attention = a.dual_cross_attention
-    base.use_linear_projection = a.use_linear_projection
-    base.only_cross_attention = a.only_cross_attention
-    base.upcast_attention = a.upcast_attention
-    base.attention_type = a.attention_type
+    for _, k in ipairs(CROSS_ATTN_KEYS) do base[k] = a[k] end
     return CrossAttnDownBlock2D(base)
   end
   unknown('down block type', t, M.down_block_types)
@@ -435,14 +432,7 @@ function M.get_up_block(t, a)
   elseif t == 'CrossAttnUpBlock2D' then
     if a.cross_attention_dim == nil then raise('cross_attention_dim must be specified for CrossAttnUpBlock2D') end
     base.add_upsample = a.add_upsample
-    base.transformer_layers_per_block = a.transformer_layers_per_block
-    base.cross_attention_dim = a.cross_attention_dim
-    base.num_attention_heads = a.num_attention_heads
-    base.dual_cross_attention = a.dual_cross_attention
-    base.use_linear_projection = a.use_linear_projection
-    base.only_cross_attention = a.only_cross_attention
-    base.upcast_attention = a.upcast_attention
-    base.attention_type = a.attention_type
+    for _, k in ipairs(CROSS_ATTN_KEYS) do base[k] = a[k] end
     return CrossAttnUpBlock2D(base)
   end
   unknown('up block type', t, M.up_block_types)

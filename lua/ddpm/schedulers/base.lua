@@ -421,6 +421,24 @@ function M.timestep_number(name, t)
   return t
 end
 
+-- set_timesteps(n) of every scheduler: a whole number of steps, at most the training timesteps
+function M.check_num_inference_steps(name, n, T)
+  if type(n) ~= 'number' or n ~= math.floor(n) or n < 1 then
+    raise(name .. ':set_timesteps: num_inference_steps must be a positive integer, got ' .. tostring(n))
+  end
+  if n > T then
+    raise(string.format('%s:set_timesteps: num_inference_steps (%d) cannot be larger than '
+      .. 'num_train_timesteps (%d): the model was trained on %d timesteps', name, n, T, T))
+  end
+end
+
+-- step() needs set_timesteps() first
+function M.check_timesteps_set(scheduler, name)
+  if scheduler.num_inference_steps == nil then
+    raise(name .. '.step: the number of inference steps is not set; call set_timesteps(n) before step()')
+  end
+end
+
 function M.check_step_args(name, model_output, sample, allow_double_channels)
   T.need_tensor(model_output, 'model_output', name .. '.step')
   T.need_tensor(sample, 'sample', name .. '.step')

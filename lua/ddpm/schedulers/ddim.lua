@@ -45,13 +45,7 @@ end
 function DDIMScheduler:set_timesteps(n, opts)
   local d = require 'ddpm'
   local T = self.config.num_train_timesteps
-  if type(n) ~= 'number' or n ~= math.floor(n) or n < 1 then
-    raise('DDIMScheduler:set_timesteps: num_inference_steps must be a positive integer, got ' .. tostring(n))
-  end
-  if n > T then
-    raise(string.format('DDIMScheduler:set_timesteps: num_inference_steps (%d) cannot be larger than '
-      .. 'num_train_timesteps (%d): the model was trained on %d timesteps', n, T, T))
-  end
+  B.check_num_inference_steps('DDIMScheduler', n, T)
   self.num_inference_steps = n
   local list = B.spaced_timesteps(self.config, n)
   self._tlist = list
@@ -80,9 +74,7 @@ end
 function DDIMScheduler:step(model_output, timestep, sample, opts)
   local name = 'DDIMScheduler'
   opts = opts or {}
-  if self.num_inference_steps == nil then
-    raise("DDIMScheduler.step: number of inference steps is not set; call set_timesteps(n) before step()")
-  end
+  B.check_timesteps_set(self, name)
   B.check_step_args(name, model_output, sample, false)
   local t = B.timestep_number(name, timestep)
   if self._index[t] == nil then

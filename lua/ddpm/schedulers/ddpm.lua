@@ -71,13 +71,7 @@ function DDPMScheduler:set_timesteps(n, opts)
     self.custom_timesteps = true
     self.num_inference_steps = #list
   else
-    if type(n) ~= 'number' or n ~= math.floor(n) or n < 1 then
-      raise('DDPMScheduler:set_timesteps: num_inference_steps must be a positive integer, got ' .. tostring(n))
-    end
-    if n > T then
-      raise(string.format('DDPMScheduler:set_timesteps: num_inference_steps (%d) cannot be larger than '
-        .. 'num_train_timesteps (%d): the model was trained on %d timesteps', n, T, T))
-    end
+    B.check_num_inference_steps('DDPMScheduler', n, T)
     self.num_inference_steps = n
     self.custom_timesteps = false
     list = B.spaced_timesteps(self.config, n)
@@ -133,9 +127,7 @@ end
 function DDPMScheduler:step(model_output, timestep, sample, opts)
   local name = 'DDPMScheduler'
   opts = opts or {}
-  if self.num_inference_steps == nil then
-    raise('DDPMScheduler.step: the number of inference steps is not set; call set_timesteps(n) before step()')
-  end
+  B.check_timesteps_set(self, name)
   local learned = self.variance_type == 'learned' or self.variance_type == 'learned_range'
   B.check_step_args(name, model_output, sample, learned)
   local t = B.timestep_number(name, timestep)

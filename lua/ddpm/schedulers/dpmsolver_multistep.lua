@@ -114,13 +114,7 @@ function DPM:set_timesteps(n, opts)
   local d = require 'ddpm'
   local c = self.config
   local T = c.num_train_timesteps
-  if type(n) ~= 'number' or n ~= math.floor(n) or n < 1 then
-    raise('DPMSolverMultistepScheduler:set_timesteps: num_inference_steps must be a positive integer, got ' .. tostring(n))
-  end
-  if n > T then
-    raise(string.format('DPMSolverMultistepScheduler:set_timesteps: num_inference_steps (%d) cannot be larger than '
-      .. 'num_train_timesteps (%d)', n, T))
-  end
+  B.check_num_inference_steps('DPMSolverMultistepScheduler', n, T)
   -- clip off the high-noise end where lambda (log SNR / 2) falls below lambda_min_clipped
   local lam = self.lambda_t:double():totable_flat()
   local clipped = 0
@@ -311,9 +305,7 @@ end
 function DPM:step(model_output, timestep, sample, opts)
   local name = 'DPMSolverMultistepScheduler'
   opts = opts or {}
-  if self.num_inference_steps == nil then
-    raise(name .. ".step: number of inference steps is not set; call set_timesteps(n) before step()")
-  end
+  B.check_timesteps_set(self, name)
   B.check_step_args(name, model_output, sample,
     self.config.variance_type == 'learned' or self.config.variance_type == 'learned_range')
   local t = B.timestep_number(name, timestep)

@@ -83,13 +83,7 @@ function Euler:set_timesteps(n, opts)
   local d = require 'ddpm'
   local c = self.config
   local Tn = c.num_train_timesteps
-  if type(n) ~= 'number' or n ~= math.floor(n) or n < 1 then
-    raise('EulerAncestralDiscreteScheduler:set_timesteps: num_inference_steps must be a positive integer, got ' .. tostring(n))
-  end
-  if n > Tn then
-    raise(string.format('EulerAncestralDiscreteScheduler:set_timesteps: num_inference_steps (%d) cannot be larger than '
-      .. 'num_train_timesteps (%d)', n, Tn))
-  end
+  B.check_num_inference_steps('EulerAncestralDiscreteScheduler', n, Tn)
   self.num_inference_steps = n
   local ts = {}
   if c.timestep_spacing == 'linspace' then
@@ -155,9 +149,7 @@ end
 function Euler:step(model_output, timestep, sample, opts)
   local name = 'EulerAncestralDiscreteScheduler'
   opts = opts or {}
-  if self.num_inference_steps == nil then
-    raise(name .. '.step: number of inference steps is not set; call set_timesteps(n) before step()')
-  end
+  B.check_timesteps_set(self, name)
   B.check_step_args(name, model_output, sample, false)
   local t = B.timestep_number(name, timestep)
   if self._step_index == nil then init_step_index(self, t, 'step') end
