@@ -26,6 +26,8 @@ local args = ddpm.cli.parse(arg, {
     { '--seed', type = 'integer', default = 0, min = 0, help = 'seed of the initial noise and sampling noise' },
     { '--scale', type = 'integer', default = 8, min = 1, help = 'nearest-neighbour enlargement of each image' },
     { '--device', choices = { 'cpu', 'cuda' }, default = 'cpu' },
+    { '--cuda-graphs', type = 'boolean', default = true,
+      help = "with --device cuda, replay each step's model call as a CUDA graph (--no-cuda-graphs: eager)" },
     { '--progress', type = 'boolean', default = true, help = 'progress bar' },
   },
 })
@@ -77,10 +79,10 @@ local img
 if pipe.num_classes then
   img = grid.class_grid(pipe, { path = args.out, per_class = args.per_class, classes = classes, generator = g,
     num_inference_steps = steps, guidance_scale = args.guidance, eta = args.eta, scale = args.scale,
-    progress = args.progress })
+    progress = args.progress, cuda_graph = args.cuda_graphs })
 else
   img = grid.sample_grid(pipe, { path = args.out, n = args.num_samples, generator = g, num_inference_steps = steps,
-    eta = args.eta, scale = args.scale, progress = args.progress })
+    eta = args.eta, scale = args.scale, progress = args.progress, cuda_graph = args.cuda_graphs })
 end
 print(string.format('%s: %dx%d, %s, %d steps%s', args.out, img:size(1), img:size(0), pipe.scheduler.name,
   pipe.scheduler.num_inference_steps, args.guidance > 1 and string.format(', guidance %g', args.guidance) or ''))

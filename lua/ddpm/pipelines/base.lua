@@ -55,7 +55,7 @@ M.check_opts = check_opts
 
 M.COMMON_OPTS = { generator = true, num_inference_steps = true, eta = true, output_type = true, callback = true,
   callback_steps = true, progress = true, path = true, nrow = true, scale = true, row_labels = true, latents = true,
-  return_dict = true }
+  return_dict = true, cuda_graph = true }
 
 -- denoise(pipe, x, opts, predict): the reverse process from x (already shaped [B, C, H, W] at the
 -- scheduler's unit noise scale) with predict(model_input, t) -> the model output
@@ -81,11 +81,25 @@ function M.denoise(pipe, x, opts, predict)
     bar = require('ddpm.utils.progress')(nil, { total = #ts, desc = type(show) == 'string' and show or 'sampling',
       unit = 'step', leave = false })
   end
-  for i, t in ipairs(ts) do
-    local out = predict(s:scale_model_input(x, t), t)
-    x = s:step(out, t, x, step_opts).prev_sample
-    if cb and (i - 1) % every == 0 then cb(i - 1, t, x) end
-    if bar then bar:update(1) end
+  -- on CUDA the model call of every step is replayed as a CUDA graph (cuda_graph=false: eager)
+  local graphs = require 'ddpm.utils.cuda_graphs'
+  local close
+  if graphs.wanted(opts.cuda_graph, x.device) then predict, close = graphs.predictor(predict, pipe.name) end
+  local function loop()
+    for i, t in ipairs(ts) do
+      local out = predict(s:scale_model_input(x, t), t)
+      x = s:step(out, t, x, step_opts).prev_sample
+      if cb and (i - 1) % every == 0 then cb(i - 1, t, x) end
+      if bar then bar:update(1) end
+    end
+  end
+  if close then
+    -- the graphs' memory goes back to the allocator also when a step fails or Ctrl-C lands
+    local ok, err = pcall(loop)
+    close()
+    if not ok then error(err, 0) end
+  else
+    loop()
   end
   if bar then bar:close() end
   return x

@@ -9,7 +9,7 @@ local M = {}
 
 local function copy_sampling_opts(opts)
   return { generator = opts.generator, num_inference_steps = opts.num_inference_steps, eta = opts.eta,
-    progress = opts.progress, callback = opts.callback }
+    progress = opts.progress, callback = opts.callback, cuda_graph = opts.cuda_graph }
 end
 
 -- class_grid(pipe, {path=, per_class=4, classes={ids} | nil (all), class_names=, guidance_scale=,

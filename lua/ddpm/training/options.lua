@@ -60,6 +60,10 @@ function M.spec(kind, defaults)
     { '--max-steps', type = 'integer', default = def('max_steps', 0), min = 0, help = 'stop after this many steps in all (0: no limit)' },
     { '--device', choices = { 'cpu', 'cuda' }, default = def('device', 'cpu'), help = 'where to train' },
     { '--threads', type = 'integer', default = def('threads', 0), min = 0, help = 'CPU threads (0: the default)' },
+    { '--mixed-precision', choices = { 'no', 'bf16', 'fp16' }, default = def('mixed_precision', 'no'),
+      help = 'autocast the forward pass and loss (as accelerate): bf16 on CPU or CUDA, fp16 on CUDA with a GradScaler' },
+    { '--cuda-graphs', type = 'boolean', default = def('cuda_graphs', true),
+      help = 'with --device cuda, replay each training step (forward + backward) and sampling step as a CUDA graph' },
     -- output
     { '--out', metavar = 'DIR', default = def('out', 'runs/' .. kind), help = 'run directory: checkpoint/, samples, log' },
     { '--resume', metavar = 'DIR', help = 'continue the run saved in DIR (a run directory or its checkpoint/)' },

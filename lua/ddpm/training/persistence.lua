@@ -41,7 +41,7 @@ function Trainer:state()
   local c = self.committed
   return {
     kind = self.kind, step = c.step, epoch = c.epoch, loader = c.loader, generator = c.generator,
-    default_generator = c.default_generator, loss_sum = c.loss_sum, loss_n = c.loss_n,
+    default_generator = c.default_generator, loss_sum = c.loss_sum, loss_n = c.loss_n, scaler = c.scaler,
     optimizer = self.optimizer:state_dict(), args = options.saved_args(self.args),
     data = self.data.fingerprint, class_names = self.data.class_names,
     -- with --ema the pipeline holds the averages: the raw weights being trained go here
@@ -96,10 +96,12 @@ function Trainer:resume(dir, state)
   if net_sd then self.class_net:load_state_dict(net_sd, { strict = true }) end
   self.optimizer:load_state_dict(state.optimizer)
   self.loader:load_state_dict(state.loader)
+  if self.scaler and state.scaler then self.scaler:load_state_dict(state.scaler) end
   self.generator:set_state(state.generator)
   ddpm.set_rng_state(state.default_generator)
   self.committed = { step = state.step, epoch = state.epoch, loader = state.loader, generator = copy_state(state.generator),
-    default_generator = copy_state(state.default_generator), loss_sum = state.loss_sum, loss_n = state.loss_n }
+    default_generator = copy_state(state.default_generator), loss_sum = state.loss_sum, loss_n = state.loss_n,
+    scaler = state.scaler }
   self.last_saved_step = state.step
   self.resumed_from = dir
 end
@@ -117,10 +119,11 @@ function Trainer:sample_grid(path)
   local show = self.show_progress and 'sampling' or false
   if self.conditional then
     grid.class_grid(pipe, { path = path, per_class = get(a, 'per_class', 4), guidance_scale = get(a, 'guidance', 1),
-      generator = g, num_inference_steps = steps, progress = show, eta = get(a, 'eta', 0) })
+      generator = g, num_inference_steps = steps, progress = show, eta = get(a, 'eta', 0),
+      cuda_graph = get(a, 'cuda_graphs', true) })
   else
     grid.sample_grid(pipe, { path = path, n = get(a, 'num_samples', 16), generator = g, num_inference_steps = steps,
-      progress = show })
+      progress = show, cuda_graph = get(a, 'cuda_graphs', true) })
   end
   return path
 end

@@ -21,6 +21,7 @@ local components = require 'ddpm.training.components'
 local label_net = require 'ddpm.pipelines.label_net'
 local progress = require 'ddpm.utils.progress'
 local term = require 'ddpm.utils.term'
+local cuda_graphs = require 'ddpm.utils.cuda_graphs'
 local raise = require('ddpm.ffi').raise
 
 local Trainer = {}
@@ -117,6 +118,19 @@ function Trainer.new(cfg)
   if get(a, 'ema', false) then
     self.ema = require('ddpm.training.ema').new(self.params, { decay = get(a, 'ema_decay', 0.9999) })
   end
+  -- mixed precision as accelerate's --mixed_precision: the forward pass and loss under autocast,
+  -- float32 master weights; float16 gradients need loss scaling, bfloat16 ones do not
+  local mp = get(a, 'mixed_precision', 'no')
+  if mp == 'fp16' and self.device == 'cpu' then
+    raise('--mixed-precision fp16 needs --device cuda (the CPU autocast type is bf16: use --mixed-precision bf16)')
+  end
+  if mp == 'bf16' then self.amp_dtype = ddpm.bfloat16 elseif mp == 'fp16' then self.amp_dtype = ddpm.float16 end
+  if mp == 'fp16' then self.scaler = ddpm.amp.GradScaler() end
+  self.graphs = cuda_graphs.wanted(get(a, 'cuda_graphs', true), self.device) and
+    cuda_graphs.step(function(images, labels)
+      self.optimizer:zero_grad({ set_to_none = false })
+      return self:_forward_backward(images, labels)
+    end, 'training') or nil
   self.committed = { step = 0, epoch = -1, loader = self.loader:state_dict(), generator = self.generator:get_state(),
     default_generator = ddpm.get_rng_state(), loss_sum = 0, loss_n = 0 }
   self.phase = 'idle'
@@ -165,12 +179,45 @@ function Trainer:compute_loss(images, labels)
   return self.loss_fn(pred, target, { images = images, labels = labels, timesteps = timesteps, noise = noise })
 end
 
+-- forward (under autocast with --mixed-precision), loss, backward (of the scaled loss with fp16);
+-- returns the unscaled loss tensor
+function Trainer:_forward_backward(images, labels)
+  local loss
+  if self.amp_dtype then
+    loss = ddpm.autocast(self.device, { dtype = self.amp_dtype }, function() return self:compute_loss(images, labels):float() end)
+  else
+    loss = self:compute_loss(images, labels)
+  end
+  local scaled = self.scaler and self.scaler:scale(loss) or loss
+  scaled:backward()
+  return loss
+end
+
+-- the loss tensor of one step, gradients in .grad: replayed as a CUDA graph for full batches when
+-- graphs are on, eagerly otherwise.  A graph bakes in the control flow and Lua numbers of its
+-- capture, so its key holds everything that changes them: batch size, label dropout (changed by
+-- on_epoch after a warm-up), which parameters train (a frozen label net), the loss scale.
+function Trainer:_loss_and_grads(images, labels)
+  local gr = self.graphs
+  if gr and images:size(0) == self.batch_size then
+    local frozen = {}
+    for i, p in ipairs(self.params) do frozen[i] = p.requires_grad and '1' or '0' end
+    local key = string.format('%d/%.17g/%s/%.17g', images:size(0), self.label_dropout, table.concat(frozen),
+      self.scaler and self.scaler:get_scale() or 1)
+    local loss = gr:run(key, labels and { images, labels } or { images })
+    if loss then return loss end
+  end
+  self.optimizer:zero_grad()
+  return self:_forward_backward(images, labels)
+end
+
 function Trainer:_commit(loss_value)
   local prev = self.committed
   local snap = {
     step = prev.step + 1, epoch = self.loader.epoch, loader = self.loader:state_dict(),
     generator = self.generator:get_state(), default_generator = ddpm.get_rng_state(),
     loss_sum = prev.loss_sum + loss_value, loss_n = prev.loss_n + 1,
+    scaler = self.scaler and self.scaler:state_dict() or nil,
   }
   self.committed = snap
 end
@@ -181,9 +228,7 @@ function Trainer:train_step(images, labels)
   -- the learning rate is a function of the step number (no schedule state to drift)
   self.lr_schedule.last_epoch = self.committed.step - 1
   self.lr_schedule:step()
-  self.optimizer:zero_grad()
-  local loss = self:compute_loss(images, labels)
-  loss:backward()
+  local loss = self:_loss_and_grads(images, labels)
   local l = loss:item()
   self._pending_loss = l
   local w = self._witness
@@ -191,7 +236,13 @@ function Trainer:train_step(images, labels)
   self._step_before = self.committed.step
   if self.ema then self.ema:mark(self._witness_idx) end
   self.phase = 'update'
-  self.optimizer:step()
+  if self.scaler then
+    -- a step with inf/NaN gradients is skipped (parameters unchanged) and the scale backs off
+    self.scaler:step(self.optimizer)
+    self.scaler:update()
+  else
+    self.optimizer:step()
+  end
   if self.ema then self.ema:step(self.params) end
   self:_commit(l)
   self.phase = 'idle'
@@ -220,6 +271,8 @@ function Trainer:_settle()
     if type(st.step) == 'number' then st.step = ran and hi or lo end
   end
   if ran and self.committed.step == self._step_before then
+    -- the loss scale's update belongs to the step: finish it if the interrupt came first
+    if self.scaler and next(self.scaler._per_optimizer) ~= nil then self.scaler:update() end
     if self.ema then self.ema:settle(self.params) end
     self:_commit(self._pending_loss)
   end
@@ -347,6 +400,8 @@ function Trainer:summary()
   if self.label_dropout > 0 then extras[#extras + 1] = 'label dropout ' .. self.label_dropout end
   if get(a, 'snr_gamma', 0) > 0 then extras[#extras + 1] = 'Min-SNR gamma ' .. a.snr_gamma end
   if self.ema then extras[#extras + 1] = 'EMA' end
+  if self.amp_dtype then extras[#extras + 1] = 'mixed precision ' .. a.mixed_precision end
+  if self.graphs and self.device ~= 'cpu' then extras[#extras + 1] = 'CUDA graphs' end
   if #extras > 0 then lines[#lines] = lines[#lines] .. '; ' .. table.concat(extras, ', ') end
   if self.resumed_from then
     lines[#lines + 1] = string.format('resuming from %s at step %d', self.resumed_from, self.committed.step)
