@@ -4,37 +4,149 @@
  * sums of several taps, multiplying the rounding error.  The input gradient goes through float32
  * columns and col2im (overlapping taps add in float32); the weight gradient sums its images in
  * float32 per thread before one rounding to the weight's dtype.  Images spread over the threads
- * as in conv2d.c. */
+ * as in conv2d.c.  The column matrix is never stored: the GEMM asks for its rows while it packs
+ * its B operand (conv_row), so the patches go from the image to the packed operand in one pass. */
 #include "conv2d_geom.h"
+#include "gemm_avx512.h"
 #include "gemm_bf16.h"
 
-#define R uint16_t
-#define SUF(n) n##_bf16
-#include "conv2d_cols.h"
-#undef R
-#undef SUF
 #define R float
 #define SUF(n) n##_f32
 #include "conv2d_cols.h"
 #undef R
 #undef SUF
 
-/* y[n] = w (*) x[n] + bias (bias_f: float32 [O] or NULL) */
+/* the column matrix of output rows [oh0, oh1) of one image's group xg [Cg, H, W] */
+typedef struct {
+  const conv_geom *g;
+  const uint16_t *xg;
+  int64_t oh0, oh1;
+  const uint32_t *masks; /* conv_row_same: per tap, which of 32 output pixels see the image */
+} conv_rows;
+
+/* The common case, stride 1 and "same" size (the UNet's 3x3 pad 1), whole image in one block: row
+ * (c, ki, kj) is the channel plane shifted by (ki - ph) rows and (kj - pw) columns, with the pixels
+ * whose source lies outside zeroed: masked 32-lane loads (masked lanes never touch memory). */
+#define SAME_MAX_WORDS 4096
+static bool same_ok(const conv_geom *g, int64_t oh0, int64_t oh1) {
+  return g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->Ho == g->H && g->Wo == g->W && oh0 == 0 &&
+         oh1 == g->Ho && g->kh * g->kw * ((g->HW + 31) / 32) <= SAME_MAX_WORDS && cpu_fast_kernels();
+}
+
+static void same_masks(const conv_geom *g, uint32_t *m) {
+  const int64_t nw = (g->HW + 31) / 32;
+  for (int64_t ki = 0; ki < g->kh; ki++)
+    for (int64_t kj = 0; kj < g->kw; kj++) {
+      uint32_t *mt = m + (ki * g->kw + kj) * nw;
+      memset(mt, 0, sizeof(uint32_t) * (size_t)nw);
+      for (int64_t p = 0; p < g->HW; p++) {
+        int64_t ih = p / g->W + ki - g->ph, iw = p % g->W + kj - g->pw;
+        if (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W) mt[p / 32] |= 1u << (p % 32);
+      }
+    }
+}
+
+DDPM_AVX512_BEGIN
+static void conv_row_same(const void *vctx, int64_t r, uint16_t *d) {
+  const conv_rows *cr = vctx;
+  const conv_geom *g = cr->g;
+  const int64_t khw = g->kh * g->kw, c = r / khw, tap = r % khw, ki = tap / g->kw, kj = tap % g->kw;
+  const int64_t nw = (g->HW + 31) / 32, HW = g->HW;
+  const uint16_t *src = cr->xg + c * HW + (ki - g->ph) * g->W + (kj - g->pw);
+  const uint32_t *m = cr->masks + tap * nw;
+  for (int64_t w = 0; w < nw; w++) {
+    const int64_t p = 32 * w;
+    __m512i v = _mm512_maskz_loadu_epi16((__mmask32)m[w], (const void *)(src + p));
+    if (p + 32 <= HW) _mm512_storeu_si512((void *)(d + p), v);
+    else _mm512_mask_storeu_epi16(d + p, (__mmask32)((1u << (HW - p)) - 1u), v);
+  }
+}
+
+/* conv_row_same for rows k and k+1 at once, interleaved into k-pairs (the GEMM's packed B) */
+static void conv_pair_same(const void *vctx, int64_t k, int nvalid, uint32_t *dst, int64_t sstride) {
+  const conv_rows *cr = vctx;
+  const conv_geom *g = cr->g;
+  const int64_t khw = g->kh * g->kw, nw = (g->HW + 31) / 32, HW = g->HW;
+  const uint16_t *src[2] = {NULL, NULL};
+  const uint32_t *m[2] = {NULL, NULL};
+  for (int e = 0; e < nvalid; e++) {
+    const int64_t r = k + e, c = r / khw, tap = r % khw, ki = tap / g->kw, kj = tap % g->kw;
+    src[e] = cr->xg + c * HW + (ki - g->ph) * g->W + (kj - g->pw);
+    m[e] = cr->masks + tap * nw;
+  }
+  static const uint16_t lo_idx[32] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+                                      8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  const __m512i ilo = _mm512_loadu_si512((const void *)lo_idx), ihi = _mm512_add_epi16(ilo, _mm512_set1_epi16(16));
+  for (int64_t w = 0; w < nw; w++) {
+    const int64_t p = 32 * w;
+    const __m512i a = _mm512_maskz_loadu_epi16((__mmask32)m[0][w], (const void *)(src[0] + p));
+    const __m512i b = nvalid > 1 ? _mm512_maskz_loadu_epi16((__mmask32)m[1][w], (const void *)(src[1] + p))
+                                 : _mm512_setzero_si512();
+    _mm512_storeu_si512((void *)(dst + 2 * w * sstride), _mm512_permutex2var_epi16(a, ilo, b));
+    if (p + 16 < HW) _mm512_storeu_si512((void *)(dst + (2 * w + 1) * sstride), _mm512_permutex2var_epi16(a, ihi, b));
+  }
+}
+DDPM_AVX512_END
+
+/* row r = (c, ki, kj) of the column matrix: d[(oh - oh0)*Wo + ow] = xg[c, oh*sh - ph + ki*dh,
+ * ow*sw - pw + kj*dw], zero where that is padding (im2col of conv2d_cols.h, one row) */
+static void conv_row(const void *vctx, int64_t r, uint16_t *d) {
+  const conv_rows *cr = vctx;
+  const conv_geom *g = cr->g;
+  const int64_t khw = g->kh * g->kw, c = r / khw, ki = (r % khw) / g->kw, kj = r % g->kw;
+  const int64_t Wo = g->Wo, W = g->W, oh0 = cr->oh0, oh1 = cr->oh1;
+  int64_t r0, r1, lo, hi, xoff = kj * g->dw - g->pw;
+  row_range(g, ki, &r0, &r1);
+  r0 = r0 < oh0 ? oh0 : r0 > oh1 ? oh1 : r0;
+  r1 = r1 > oh1 ? oh1 : r1 < r0 ? r0 : r1;
+  col_range(g, xoff, &lo, &hi);
+  d -= oh0 * Wo; /* indexed by absolute oh */
+  memset(d + oh0 * Wo, 0, sizeof(uint16_t) * (size_t)((r0 - oh0) * Wo));
+  memset(d + r1 * Wo, 0, sizeof(uint16_t) * (size_t)((oh1 - r1) * Wo));
+  if (r1 <= r0) return;
+  const uint16_t *src0 = cr->xg + (c * g->H + r0 * g->sh - g->ph + ki * g->dh) * W + xoff;
+  if (g->sw == 1 && g->sh == 1 && Wo == W && hi > lo) { /* rows in lockstep: one copy, then the edges */
+    memcpy(d + r0 * Wo + lo, src0 + lo, sizeof(uint16_t) * (size_t)((r1 - r0 - 1) * Wo + hi - lo));
+    for (int64_t oh = r0; oh < r1; oh++) {
+      uint16_t *e = d + oh * Wo;
+      for (int64_t ow = 0; ow < lo; ow++) e[ow] = 0;
+      for (int64_t ow = hi; ow < Wo; ow++) e[ow] = 0;
+    }
+    return;
+  }
+  for (int64_t oh = r0; oh < r1; oh++) {
+    uint16_t *e = d + oh * Wo;
+    const uint16_t *sr = src0 + (oh - r0) * g->sh * W;
+    for (int64_t ow = 0; ow < lo; ow++) e[ow] = 0;
+    if (g->sw == 1)
+      for (int64_t ow = lo; ow < hi; ow++) e[ow] = sr[ow];
+    else
+      for (int64_t ow = lo; ow < hi; ow++) e[ow] = sr[ow * g->sw];
+    for (int64_t ow = hi; ow < Wo; ow++) e[ow] = 0;
+  }
+}
+
+/* y[n] = w (*) x[n] + bias (bias_f: float32 [O] or NULL); same_w: w was packed by this thread's
+ * previous GEMM (an earlier image of this call, one group) */
 static int fwd_image(const conv_geom *g, const uint16_t *x, const uint16_t *w, const float *bias_f, uint16_t *y,
-                     int64_t n, uint16_t *col) {
+                     int64_t n, bool same_w, const uint32_t *masks) {
   for (int64_t grp = 0; grp < g->G; grp++) {
     const uint16_t *xg = x + (n * g->C + grp * g->Cg) * g->HW, *wg = w + grp * g->Og * g->K;
     uint16_t *yg = y + (n * g->O + grp * g->Og) * g->OHW;
     const float *bm = bias_f ? bias_f + grp * g->Og : NULL;
+    const int same = same_w && g->G == 1;
     if (g->direct) {
-      cpu_gemm_bf16_args a = {g->Og, g->OHW, g->K, wg, g->K, 1, xg, g->OHW, 1, NULL, yg, g->OHW, 0, NULL, bm};
+      cpu_gemm_bf16_args a = {g->Og, g->OHW, g->K, wg, g->K, 1, xg, g->OHW, 1, NULL, yg, g->OHW, 0, NULL, bm,
+                              NULL, NULL, 0, same};
       DDPM_TRY(cpu_gemm_bf16(&a));
       continue;
     }
     for (int64_t oh0 = 0; oh0 < g->Ho; oh0 += g->rows) {
       int64_t oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, nc = (oh1 - oh0) * g->Wo;
-      im2col_bf16(g, xg, col, oh0, oh1);
-      cpu_gemm_bf16_args a = {g->Og, nc, g->K, wg, g->K, 1, col, nc, 1, NULL, yg + oh0 * g->Wo, g->OHW, 0, NULL, bm};
+      conv_rows cr = {g, xg, oh0, oh1, masks};
+      cpu_gemm_bf16_args a = {g->Og, nc, g->K, wg, g->K, 1, NULL, 0, 0, NULL, yg + oh0 * g->Wo, g->OHW, 0, NULL, bm,
+                              masks && same_ok(g, oh0, oh1) ? conv_row_same : conv_row, &cr, 1, same,
+                              masks && same_ok(g, oh0, oh1) ? conv_pair_same : NULL};
       DDPM_TRY(cpu_gemm_bf16(&a));
     }
   }
@@ -43,19 +155,22 @@ static int fwd_image(const conv_geom *g, const uint16_t *x, const uint16_t *w, c
 
 /* gx[n] = w^T gy[n] (columns and col2im in float32 unless the conv is a plain GEMM) */
 static int bwd_input_image(const conv_geom *g, const uint16_t *gy, const uint16_t *w, uint16_t *gx, int64_t n,
-                           float *col, float *gxf) {
+                           float *col, float *gxf, bool same_w) {
+  const int same = same_w && g->G == 1;
   for (int64_t grp = 0; grp < g->G; grp++) {
     const uint16_t *gyg = gy + (n * g->O + grp * g->Og) * g->OHW, *wg = w + grp * g->Og * g->K;
     uint16_t *gxg = gx + (n * g->C + grp * g->Cg) * g->HW;
     if (g->direct) {
-      cpu_gemm_bf16_args a = {g->K, g->OHW, g->Og, wg, 1, g->K, gyg, g->OHW, 1, NULL, gxg, g->OHW, 0, NULL, NULL};
+      cpu_gemm_bf16_args a = {g->K, g->OHW, g->Og, wg, 1, g->K, gyg, g->OHW, 1, NULL, gxg, g->OHW, 0, NULL, NULL,
+                              NULL, NULL, 0, same};
       DDPM_TRY(cpu_gemm_bf16(&a));
       continue;
     }
     memset(gxf, 0, sizeof(float) * (size_t)(g->Cg * g->HW));
     for (int64_t oh0 = 0; oh0 < g->Ho; oh0 += g->rows) {
       int64_t oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, nc = (oh1 - oh0) * g->Wo;
-      cpu_gemm_bf16_args a = {g->K, nc, g->Og, wg, 1, g->K, gyg + oh0 * g->Wo, g->OHW, 1, col, NULL, nc, 0, NULL, NULL};
+      cpu_gemm_bf16_args a = {g->K, nc, g->Og, wg, 1, g->K, gyg + oh0 * g->Wo, g->OHW, 1, col, NULL, nc, 0, NULL, NULL,
+                              NULL, NULL, 0, same && oh0 == 0};
       DDPM_TRY(cpu_gemm_bf16(&a));
       col2im_f32(g, col, gxf, oh0, oh1);
     }
@@ -66,7 +181,7 @@ static int bwd_input_image(const conv_geom *g, const uint16_t *gy, const uint16_
 
 /* acc [O, K] (+)= gy[n] col(x[n])^T in float32; bacc[o] += the sum of gy[n, o] */
 static int bwd_weight_image(const conv_geom *g, const uint16_t *gy, const uint16_t *x, float *acc, double *bacc,
-                            int64_t n, uint16_t *col, bool first) {
+                            int64_t n, bool first, const uint32_t *masks) {
   for (int64_t grp = 0; grp < g->G; grp++) {
     const uint16_t *gyg = gy + (n * g->O + grp * g->Og) * g->OHW;
     float *ag = acc ? acc + grp * g->Og * g->K : NULL;
@@ -77,9 +192,10 @@ static int bwd_weight_image(const conv_geom *g, const uint16_t *gy, const uint16
     } else if (ag) {
       for (int64_t oh0 = 0; oh0 < g->Ho; oh0 += g->rows) {
         int64_t oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, nc = (oh1 - oh0) * g->Wo;
-        im2col_bf16(g, xg, col, oh0, oh1);
-        cpu_gemm_bf16_args a = {g->Og, g->K, nc, gyg + oh0 * g->Wo, g->OHW, 1, col, 1, nc, ag, NULL, g->K,
-                                !(first && oh0 == 0), NULL, NULL};
+        conv_rows cr = {g, xg, oh0, oh1, masks};
+        cpu_gemm_bf16_args a = {g->Og, g->K, nc, gyg + oh0 * g->Wo, g->OHW, 1, NULL, 0, 0, ag, NULL, g->K,
+                                !(first && oh0 == 0), NULL, NULL,
+                                masks && same_ok(g, oh0, oh1) ? conv_row_same : conv_row, &cr, 0, 0};
         DDPM_TRY(cpu_gemm_bf16(&a));
       }
     }
@@ -105,12 +221,12 @@ int cpu_conv2d_fwd_bf16(const conv_geom *g, const uint16_t *x, const uint16_t *w
     if (!bias_f) return DDPM_FAIL(DDPM_ERR_OOM, "conv2d: out of memory for a bias of %lld floats", (long long)g->O);
     cpu_bf16_to_f32_row(b, bias_f, g->O);
   }
-  size_t colb = col_bytes(g, sizeof(uint16_t));
+  uint32_t mbuf[SAME_MAX_WORDS], *masks = NULL;
+  if (!g->direct && same_ok(g, 0, g->rows < g->Ho ? g->rows : g->Ho)) same_masks(g, masks = mbuf);
   int failed = 0;
   bool split = cpu_nn_split(g->N);
 #pragma omp parallel if (split)
   {
-    uint16_t *col = colb ? cpu_scratch(0, colb) : NULL;
     int64_t lo = 0, hi = g->N;
     if (split) {
       int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -121,14 +237,14 @@ int cpu_conv2d_fwd_bf16(const conv_geom *g, const uint16_t *x, const uint16_t *w
       int bad;
 #pragma omp atomic read
       bad = failed;
-      if (bad || (colb && !col) || fwd_image(g, x, w, bias_f, y, n, col)) {
+      if (bad || fwd_image(g, x, w, bias_f, y, n, n > lo, masks)) {
 #pragma omp atomic write
         failed = 1;
         break;
       }
     }
   }
-  return failed ? DDPM_FAIL(DDPM_ERR_OOM, "conv2d: out of memory for bfloat16 column or packing buffers") : DDPM_OK;
+  return failed ? DDPM_FAIL(DDPM_ERR_OOM, "conv2d: out of memory for bfloat16 packing buffers") : DDPM_OK;
 }
 
 int cpu_conv2d_bwd_input_bf16(const conv_geom *g, const uint16_t *gy, const uint16_t *w, uint16_t *gx) {
@@ -148,7 +264,7 @@ int cpu_conv2d_bwd_input_bf16(const conv_geom *g, const uint16_t *gy, const uint
       int bad;
 #pragma omp atomic read
       bad = failed;
-      if (bad || (colb && !col) || (gxb && !gxf) || bwd_input_image(g, gy, w, gx, n, col, gxf)) {
+      if (bad || (colb && !col) || (gxb && !gxf) || bwd_input_image(g, gy, w, gx, n, col, gxf, n > lo)) {
 #pragma omp atomic write
         failed = 1;
         break;
@@ -161,8 +277,9 @@ int cpu_conv2d_bwd_input_bf16(const conv_geom *g, const uint16_t *gy, const uint
 /* Each thread sums a fixed range of images into its own float32 partial; the partials are added
  * in thread order (deterministic for a given thread count) and rounded once. */
 int cpu_conv2d_bwd_weight_bf16(const conv_geom *g, const uint16_t *gy, const uint16_t *x, uint16_t *gw, uint16_t *gb) {
-  size_t colb = col_bytes(g, sizeof(uint16_t));
   int64_t wn = g->O * g->K;
+  uint32_t mbuf[SAME_MAX_WORDS], *masks = NULL;
+  if (!g->direct && same_ok(g, 0, g->rows < g->Ho ? g->rows : g->Ho)) same_masks(g, masks = mbuf);
   int failed = 0;
   int nt = cpu_nn_split(g->N) ? omp_get_max_threads() : 1;
   if (nt > g->N) nt = (int)g->N;
@@ -174,10 +291,9 @@ int cpu_conv2d_bwd_weight_bf16(const conv_geom *g, const uint16_t *gy, const uin
   {
     int t = omp_get_thread_num(), T = omp_get_num_threads();
     int64_t lo = g->N * t / T, hi = g->N * (t + 1) / T;
-    uint16_t *col = colb && gw ? cpu_scratch(0, colb) : NULL;
     float *acc = gw ? cpu_scratch(1, sizeof(float) * (size_t)wn) : NULL;
     double *bacc = gb ? cpu_scratch(2, sizeof(double) * (size_t)g->O) : NULL;
-    if ((colb && gw && !col) || (gw && !acc) || (gb && !bacc)) {
+    if ((gw && !acc) || (gb && !bacc)) {
 #pragma omp atomic write
       failed = 1;
     } else {
@@ -186,7 +302,7 @@ int cpu_conv2d_bwd_weight_bf16(const conv_geom *g, const uint16_t *gy, const uin
       if (bacc) memset(bacc, 0, sizeof(double) * (size_t)g->O);
       if (acc && hi == lo) memset(acc, 0, sizeof(float) * (size_t)wn);
       for (int64_t n = lo; n < hi; n++)
-        if (bwd_weight_image(g, gy, x, acc, bacc, n, col, n == lo)) {
+        if (bwd_weight_image(g, gy, x, acc, bacc, n, n == lo, masks)) {
 #pragma omp atomic write
           failed = 1;
           break;

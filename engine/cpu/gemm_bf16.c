@@ -56,11 +56,19 @@ const char *ddpm_cpu_bf16_kernel(void) {
 }
 
 /* per-thread packing buffers, kept between calls: 0 packed B (of the calling thread, shared by
- * its team), 1 packed A, 2 float32 sums of a bfloat16 result longer than one K block */
+ * its team), 1 packed A of one tile, 2 float32 sums of a bfloat16 result longer than one K block,
+ * 3 the whole packed A (of the calling thread), 4 rows made by brow */
 static _Thread_local struct {
   void *p;
   size_t n;
-} scr[3];
+} scr[5];
+
+/* what scratch 3 holds, for a_same */
+static _Thread_local struct {
+  const uint16_t *A;
+  int64_t ai, ak, M, K;
+  int path;
+} a_key;
 
 static void *scratch(int s, size_t n) {
   if (scr[s].p && scr[s].n >= n) return scr[s].p;
@@ -87,8 +95,23 @@ static int gemm_generic(const cpu_gemm_bf16_args *g) {
     Bf = scratch(0, sizeof(float) * (size_t)(K * N));
     if (!Bf) return DDPM_FAIL(DDPM_ERR_OOM, "bfloat16 gemm: out of memory for a %lld x %lld buffer", (long long)K,
                               (long long)N);
-    for (int64_t k = 0; k < K; k++)
-      for (int64_t j = 0; j < N; j++) Bf[k * N + j] = bf(g->B[k * g->bk + j * g->bj]);
+    if (g->brow) { /* rows made on demand, one at a time */
+      uint16_t *row = scratch(4, sizeof(uint16_t) * (size_t)(g->brow_is_k ? N : K));
+      if (!row) return DDPM_FAIL(DDPM_ERR_OOM, "bfloat16 gemm: out of memory for a row of %lld", (long long)K);
+      if (g->brow_is_k)
+        for (int64_t k = 0; k < K; k++) {
+          g->brow(g->brow_ctx, k, row);
+          for (int64_t j = 0; j < N; j++) Bf[k * N + j] = bf(row[j]);
+        }
+      else
+        for (int64_t j = 0; j < N; j++) {
+          g->brow(g->brow_ctx, j, row);
+          for (int64_t k = 0; k < K; k++) Bf[k * N + j] = bf(row[k]);
+        }
+    } else {
+      for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < N; j++) Bf[k * N + j] = bf(g->B[k * g->bk + j * g->bj]);
+    }
   }
   int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   if ((double)M * (double)N * (double)K < 1e6) nt = 1;
@@ -127,23 +150,28 @@ static int gemm_generic(const cpu_gemm_bf16_args *g) {
 /* strip s of the B block k in [k0, k0 + kc): Bp[(s*KP + kp)*16 + j] holds B[k0 + 2kp, 16s + j] in
  * its low half and B[k0 + 2kp + 1, 16s + j] in its high half, zeros past the edges: the operand
  * layout of VDPBF16PS and of an AMX B tile alike */
+/* one strip from a source whose k-pairs are adjacent: column j (< nj) of the strip at src + j*bj */
+static void pack_strip_kpairs(const uint16_t *src0, int64_t bj, int64_t nj, int64_t kc, int64_t KP, uint32_t *d) {
+  for (int64_t j = 0; j < 16; j++) {
+    int64_t kp = 0;
+    if (j < nj) {
+      const uint16_t *src = src0 + j * bj;
+      for (; 2 * kp + 1 < kc; kp++) d[kp * 16 + j] = (uint32_t)src[2 * kp] | (uint32_t)src[2 * kp + 1] << 16;
+      if (2 * kp < kc) {
+        d[kp * 16 + j] = src[2 * kp];
+        kp++;
+      }
+    }
+    for (; kp < KP; kp++) d[kp * 16 + j] = 0;
+  }
+}
+
 static void pack_b(const cpu_gemm_bf16_args *g, int64_t k0, int64_t kc, int64_t KP, int64_t s, uint32_t *Bp) {
   uint32_t *d = Bp + s * KP * 16;
   const int64_t j0 = 16 * s, nj = g->N - j0 < 16 ? g->N - j0 : 16;
   const uint16_t *B = g->B + k0 * g->bk + j0 * g->bj;
   if (g->bk == 1) { /* a B stored transposed: each k-pair is one 32-bit word already */
-    for (int64_t j = 0; j < 16; j++) {
-      int64_t kp = 0;
-      if (j < nj) {
-        const uint16_t *src = B + j * g->bj;
-        for (; 2 * kp + 1 < kc; kp++) d[kp * 16 + j] = (uint32_t)src[2 * kp] | (uint32_t)src[2 * kp + 1] << 16;
-        if (2 * kp < kc) {
-          d[kp * 16 + j] = src[2 * kp];
-          kp++;
-        }
-      }
-      for (; kp < KP; kp++) d[kp * 16 + j] = 0;
-    }
+    pack_strip_kpairs(B, g->bj, nj, kc, KP, d);
     return;
   }
   for (int64_t kp = 0; kp < KP; kp++) {
@@ -159,6 +187,38 @@ static void pack_b(const cpu_gemm_bf16_args *g, int64_t k0, int64_t kc, int64_t 
       dr[j] = lo | hi << 16;
     }
   }
+}
+
+/* brow with rows along k: k-pairs [kp0, kp1) of the block, every strip; tmp holds 2 rows of ns*16 */
+static void pack_b_rows_k(const cpu_gemm_bf16_args *g, int64_t k0, int64_t kc, int64_t KP, int64_t kp0, int64_t kp1,
+                          int64_t ns, uint32_t *Bp, uint16_t *tmp) {
+  const int64_t W = ns * 16;
+  uint16_t *t0 = tmp, *t1 = tmp + W;
+  memset(t0 + g->N, 0, sizeof(uint16_t) * (size_t)(W - g->N));
+  memset(t1 + g->N, 0, sizeof(uint16_t) * (size_t)(W - g->N));
+  for (int64_t kp = kp0; kp < kp1; kp++) {
+    if (g->bpair && 2 * kp < kc) {
+      g->bpair(g->brow_ctx, k0 + 2 * kp, 2 * kp + 1 < kc ? 2 : 1, Bp + kp * 16, KP * 16);
+      continue;
+    }
+    if (2 * kp < kc) g->brow(g->brow_ctx, k0 + 2 * kp, t0);
+    else memset(t0, 0, sizeof(uint16_t) * (size_t)g->N);
+    if (2 * kp + 1 < kc) g->brow(g->brow_ctx, k0 + 2 * kp + 1, t1);
+    else memset(t1, 0, sizeof(uint16_t) * (size_t)g->N);
+    for (int64_t s = 0; s < ns; s++) {
+      uint32_t *d = Bp + (s * KP + kp) * 16;
+      const uint16_t *a = t0 + 16 * s, *b = t1 + 16 * s;
+      for (int j = 0; j < 16; j++) d[j] = (uint32_t)a[j] | (uint32_t)b[j] << 16;
+    }
+  }
+}
+
+/* brow with rows along j: strip s from its 16 rows (tmp holds 16 rows of K) */
+static void pack_b_rows_j(const cpu_gemm_bf16_args *g, int64_t k0, int64_t kc, int64_t KP, int64_t s, uint32_t *Bp,
+                          uint16_t *tmp) {
+  const int64_t j0 = 16 * s, nj = g->N - j0 < 16 ? g->N - j0 : 16;
+  for (int64_t j = 0; j < nj; j++) g->brow(g->brow_ctx, j0 + j, tmp + j * g->K);
+  pack_strip_kpairs(tmp + k0, g->K, nj, kc, KP, Bp + s * KP * 16);
 }
 
 /* rows [i0, i0 + m) of the A block for AVX512-BF16: panels of MR rows, Ap[(p*KP + kp)*MR + i] the
@@ -368,14 +428,15 @@ UKR(4)
 typedef void (*ukr_fn)(int64_t, const uint32_t *, const uint32_t *, int64_t, float *);
 static const ukr_fn ukr_bf16[4] = {ukr_bf16_1, ukr_bf16_2, ukr_bf16_3, ukr_bf16_4};
 
-/* one tile: rows [i0, i1) x columns [j0, j1) (j0 a multiple of 16) over the packed B block */
+/* one tile: rows [i0, i1) x columns [j0, j1) (j0 a multiple of 16) over the packed B block; ap
+ * holds the tile's packed A rows, packed here when pack is set */
 static void run_tile(const cpu_gemm_bf16_args *g, int amx, const epi_t *e, int64_t i0, int64_t i1, int64_t j0,
-                     int64_t j1, int64_t k0, int64_t kc, int64_t KP, const uint32_t *Bp, void *ap) {
+                     int64_t j1, int64_t k0, int64_t kc, int64_t KP, const uint32_t *Bp, void *ap, int pack) {
   const int64_t m = i1 - i0, bs = KP * 16;
   if (amx) {
     const int64_t kpad = 2 * KP, mpad = (m + 15) / 16 * 16;
     float t[32 * 32] __attribute__((aligned(64)));
-    pack_a_rows(g, i0, m, mpad, k0, kc, kpad, ap);
+    if (pack) pack_a_rows(g, i0, m, mpad, k0, kc, kpad, ap);
     for (int64_t j = j0; j < j1; j += 32) {
       const int nt = j1 - j > 16 ? 2 : 1;
       for (int64_t i = 0; i < m; i += 32) {
@@ -387,7 +448,7 @@ static void run_tile(const cpu_gemm_bf16_args *g, int amx, const epi_t *e, int64
     return;
   }
   float t[MR * 64] __attribute__((aligned(64)));
-  pack_a_pairs(g, i0, m, k0, kc, KP, ap);
+  if (pack) pack_a_pairs(g, i0, m, k0, kc, KP, ap);
   for (int64_t j = j0; j < j1; j += 64) {
     const int64_t nc = j1 - j < 64 ? j1 - j : 64;
     const int nv = (int)((nc + 15) / 16);
@@ -418,6 +479,11 @@ void cpu_f32_to_bf16_row(const float *src, uint16_t *dst, int64_t n) {
 
 /* ---- driver -------------------------------------------------------------------------------- */
 
+/* the packed A of rows [i0, ...) inside a whole packed A (both layouts keep row panels in order) */
+static void *a_at(void *Aall, int amx, int64_t i0, int64_t KP) {
+  return amx ? (void *)((uint16_t *)Aall + i0 * 2 * KP) : (void *)((uint32_t *)Aall + i0 * KP);
+}
+
 int cpu_gemm_bf16(const cpu_gemm_bf16_args *g) {
   if (g->M <= 0 || g->N <= 0) return DDPM_OK;
   const int path = cpu_bf16_path();
@@ -426,12 +492,26 @@ int cpu_gemm_bf16(const cpu_gemm_bf16_args *g) {
   const int64_t M = g->M, N = g->N, K = g->K;
   const int64_t nkb = (K + KC - 1) / KC, kcmax = K < KC ? K : KC;
   const int64_t KPmax = amx ? (kcmax + 31) / 32 * 16 : (kcmax + 1) / 2, ns = (N + 15) / 16;
+  /* rows padded to whole panels: 32 (two AMX tiles) or MR */
+  const int64_t Mpad = amx ? (M + 31) / 32 * 32 : (M + MR - 1) / MR * MR;
   uint32_t *Bp = scratch(0, sizeof(uint32_t) * (size_t)(ns * KPmax * 16));
   float *T = NULL;
   if (!g->C && nkb > 1) T = scratch(2, sizeof(float) * (size_t)(M * N));
-  if (!Bp || (!g->C && nkb > 1 && !T))
-    return DDPM_FAIL(DDPM_ERR_OOM, "bfloat16 gemm: out of memory for the packed [%lld, %lld] operand",
+  /* up to 1024 rows, A is packed once per call (not once per tile), and may be reused across calls */
+  void *Aall = NULL;
+  const bool whole_a = M <= 1024;
+  if (whole_a) Aall = scratch(3, sizeof(uint32_t) * (size_t)(Mpad * KPmax));
+  if (!Bp || (!g->C && nkb > 1 && !T) || (whole_a && !Aall))
+    return DDPM_FAIL(DDPM_ERR_OOM, "bfloat16 gemm: out of memory for the packed [%lld, %lld] operands",
                      (long long)kcmax, (long long)N);
+  const bool reuse_a = whole_a && nkb == 1 && g->a_same && a_key.A == g->A && a_key.ai == g->ai &&
+                       a_key.ak == g->ak && a_key.M == M && a_key.K == K && a_key.path == path;
+  a_key.A = whole_a && nkb == 1 ? g->A : NULL;
+  a_key.ai = g->ai;
+  a_key.ak = g->ak;
+  a_key.M = M;
+  a_key.K = K;
+  a_key.path = path;
   int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   if ((double)M * (double)N * (double)K < 2e6) nt = 1;
   /* tiles: up to 96 (AVX) or 64 (AMX) rows by up to 512 columns, halved until each thread gets two */
@@ -446,22 +526,49 @@ int cpu_gemm_bf16(const cpu_gemm_bf16_args *g) {
     NB /= 2;
     ntn = (N + NB - 1) / NB;
   }
-  const size_t apb = amx ? sizeof(uint16_t) * (size_t)(MB * 2 * KPmax)
-                         : sizeof(uint32_t) * (size_t)((MB + MR - 1) / MR * MR * KPmax);
+  const size_t apb = whole_a ? 0
+                     : amx ? sizeof(uint16_t) * (size_t)(MB * 2 * KPmax)
+                           : sizeof(uint32_t) * (size_t)((MB + MR - 1) / MR * MR * KPmax);
+  const size_t rowb = !g->brow ? 0 : g->brow_is_k ? sizeof(uint16_t) * (size_t)(2 * ns * 16)
+                                                  : sizeof(uint16_t) * (size_t)(16 * K);
   int failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    void *ap = scratch(1, apb);
-    if (!ap) {
+    void *ap = apb ? scratch(1, apb) : NULL;
+    uint16_t *rows = rowb ? scratch(4, rowb) : NULL;
+    const bool ok = (!apb || ap) && (!rowb || rows);
+    if (!ok) {
 #pragma omp atomic write
       failed = 1;
     }
-    if (amx && ap) amx_config(); /* tile configuration is per thread */
+    if (amx && ok) amx_config(); /* tile configuration is per thread */
     for (int64_t kb = 0; kb < nkb; kb++) {
       const int64_t k0 = kb * KC, kc = K - k0 < KC ? K - k0 : KC;
       const int64_t KP = amx ? (kc + 31) / 32 * 16 : (kc + 1) / 2;
+      if (whole_a && !reuse_a) {
+        const int64_t pr = amx ? 32 : MR, np = Mpad / pr;
+#pragma omp for schedule(static) nowait
+        for (int64_t p = 0; p < np; p++) {
+          const int64_t i0 = p * pr, m = M - i0 < pr ? M - i0 : pr;
+          if (amx) pack_a_rows(g, i0, m, pr, k0, kc, 2 * KP, a_at(Aall, amx, i0, KP));
+          else pack_a_pairs(g, i0, m, k0, kc, KP, a_at(Aall, amx, i0, KP));
+        }
+      }
+      if (!g->brow) {
 #pragma omp for schedule(static)
-      for (int64_t s = 0; s < ns; s++) pack_b(g, k0, kc, KP, s, Bp);
+        for (int64_t s = 0; s < ns; s++) pack_b(g, k0, kc, KP, s, Bp);
+      } else if (g->brow_is_k) {
+        const int64_t nch = 8, per = (KP + nch - 1) / nch;
+#pragma omp for schedule(static)
+        for (int64_t ch = 0; ch < nch; ch++) {
+          const int64_t kp0 = ch * per, kp1 = kp0 + per < KP ? kp0 + per : KP;
+          if (rows && kp0 < kp1) pack_b_rows_k(g, k0, kc, KP, kp0, kp1, ns, Bp, rows);
+        }
+      } else {
+#pragma omp for schedule(static)
+        for (int64_t s = 0; s < ns; s++)
+          if (rows) pack_b_rows_j(g, k0, kc, KP, s, Bp, rows);
+      }
       epi_t e = {0};
       if (kb == 0) {
         e.cin = g->accumulate && g->C ? g->C : NULL;
@@ -482,12 +589,14 @@ int cpu_gemm_bf16(const cpu_gemm_bf16_args *g) {
       }
 #pragma omp for schedule(dynamic, 1)
       for (int64_t t = 0; t < ntm * ntn; t++) {
-        if (!ap) continue;
+        if (!ok) continue;
         const int64_t i0 = (t / ntn) * MB, j0 = (t % ntn) * NB;
-        run_tile(g, amx, &e, i0, i0 + MB < M ? i0 + MB : M, j0, j0 + NB < N ? j0 + NB : N, k0, kc, KP, Bp, ap);
+        run_tile(g, amx, &e, i0, i0 + MB < M ? i0 + MB : M, j0, j0 + NB < N ? j0 + NB : N, k0, kc, KP, Bp,
+                 whole_a ? a_at(Aall, amx, i0, KP) : ap, !whole_a);
       }
     }
-    if (amx && ap) amx_release();
+    if (amx && ok) amx_release();
   }
-  return failed ? DDPM_FAIL(DDPM_ERR_OOM, "bfloat16 gemm: out of memory for a packed A block") : DDPM_OK;
+  if (failed) a_key.A = NULL;
+  return failed ? DDPM_FAIL(DDPM_ERR_OOM, "bfloat16 gemm: out of memory for a packed A block or rows") : DDPM_OK;
 }

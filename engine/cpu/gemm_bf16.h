@@ -29,6 +29,18 @@ typedef struct {
   int accumulate;
   const float *bias_n; /* [N] or NULL */
   const float *bias_m; /* [M] or NULL */
+  /* optional: B produced row by row on demand instead of read from B (an implicit im2col):
+   * brow(brow_ctx, r, dst) writes row r of a matrix whose rows are the k of B (brow_is_k: row k
+   * holds B[k, 0..N)) or its columns (row j holds B[0..K, j]) */
+  void (*brow)(const void *ctx, int64_t r, uint16_t *dst);
+  const void *brow_ctx;
+  int brow_is_k;
+  /* nonzero: A (pointer, strides, M, K and values) is the A of this thread's previous call, so
+   * its packed copy may be reused (a convolution's weight across the images of one call) */
+  int a_same;
+  /* optional with brow_is_k, for the fast paths: writes rows k and k+1 (only k when nvalid is 1)
+   * already interleaved as k-pairs, strip s (16 columns, zero past N) at dst + s*sstride */
+  void (*bpair)(const void *ctx, int64_t k, int nvalid, uint32_t *dst, int64_t sstride);
 } cpu_gemm_bf16_args;
 DDPM_INTERNAL int cpu_gemm_bf16(const cpu_gemm_bf16_args *g);
 
