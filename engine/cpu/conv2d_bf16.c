@@ -247,7 +247,36 @@ int cpu_conv2d_fwd_bf16(const conv_geom *g, const uint16_t *x, const uint16_t *w
   return failed ? DDPM_FAIL(DDPM_ERR_OOM, "conv2d: out of memory for bfloat16 packing buffers") : DDPM_OK;
 }
 
+/* With stride 1 and no dilation the input gradient is itself a convolution: gy padded by k-1-p
+ * against the kernel flipped in space with in/out channels swapped.  That runs on the forward
+ * path (packed on the fly, bfloat16 straight out of the GEMM) instead of columns and col2im. */
+static bool bwd_as_conv_ok(const conv_geom *g) {
+  return g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 && g->G == 1 && g->ph <= g->kh - 1 &&
+         g->pw <= g->kw - 1 && !g->direct;
+}
+
+static int bwd_input_as_conv(const conv_geom *g, const uint16_t *gy, const uint16_t *w, uint16_t *gx) {
+  const int64_t khw = g->kh * g->kw;
+  uint16_t *wt = cpu_scratch(3, sizeof(uint16_t) * (size_t)(g->O * g->C * khw));
+  if (!wt) return DDPM_FAIL(DDPM_ERR_OOM, "conv2d backward: out of memory for a flipped weight");
+  for (int64_t o = 0; o < g->O; o++)
+    for (int64_t c = 0; c < g->C; c++)
+      for (int64_t t = 0; t < khw; t++) wt[(c * g->O + o) * khw + khw - 1 - t] = w[(o * g->C + c) * khw + t];
+  conv_geom t = *g;
+  t.C = g->O; t.H = g->Ho; t.W = g->Wo; t.O = g->C; t.Ho = g->H; t.Wo = g->W;
+  t.ph = g->kh - 1 - g->ph; t.pw = g->kw - 1 - g->pw;
+  t.Cg = t.C; t.Og = t.O; t.K = t.Cg * g->kh * g->kw;
+  t.HW = t.H * t.W; t.OHW = t.Ho * t.Wo;
+  t.direct = false;
+  int64_t per_row = t.K * (t.Wo > 0 ? t.Wo : 1) * 4;
+  t.rows = (int64_t)(1536 * 1024) / (per_row > 0 ? per_row : 1);
+  if (t.rows < 1) t.rows = 1;
+  if (t.rows > t.Ho) t.rows = t.Ho > 0 ? t.Ho : 1;
+  return cpu_conv2d_fwd_bf16(&t, gy, wt, NULL, gx);
+}
+
 int cpu_conv2d_bwd_input_bf16(const conv_geom *g, const uint16_t *gy, const uint16_t *w, uint16_t *gx) {
+  if (bwd_as_conv_ok(g)) return bwd_input_as_conv(g, gy, w, gx);
   size_t colb = col_bytes(g, sizeof(float)), gxb = g->direct ? 0 : sizeof(float) * (size_t)(g->Cg * g->HW);
   int failed = 0;
   bool split = cpu_nn_split(g->N);

@@ -497,10 +497,14 @@ int cpu_gemm_bf16(const cpu_gemm_bf16_args *g) {
   uint32_t *Bp = scratch(0, sizeof(uint32_t) * (size_t)(ns * KPmax * 16));
   float *T = NULL;
   if (!g->C && nkb > 1) T = scratch(2, sizeof(float) * (size_t)(M * N));
-  /* up to 1024 rows, A is packed once per call (not once per tile), and may be reused across calls */
+  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if ((double)M * (double)N * (double)K < 2e6) nt = 1;
+  /* A packed once per call (not once per tile) when it is small or the call has one thread (then
+   * each tile would pack its own rows anyway), and reusable across calls (a_same) */
   void *Aall = NULL;
-  const bool whole_a = M <= 1024;
-  if (whole_a) Aall = scratch(3, sizeof(uint32_t) * (size_t)(Mpad * KPmax));
+  const size_t Ab = sizeof(uint32_t) * (size_t)(Mpad * KPmax);
+  const bool whole_a = (M <= 1024 || nt == 1) && Ab <= ((size_t)4 << 20);
+  if (whole_a) Aall = scratch(3, Ab);
   if (!Bp || (!g->C && nkb > 1 && !T) || (whole_a && !Aall))
     return DDPM_FAIL(DDPM_ERR_OOM, "bfloat16 gemm: out of memory for the packed [%lld, %lld] operands",
                      (long long)kcmax, (long long)N);
@@ -512,8 +516,6 @@ int cpu_gemm_bf16(const cpu_gemm_bf16_args *g) {
   a_key.M = M;
   a_key.K = K;
   a_key.path = path;
-  int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-  if ((double)M * (double)N * (double)K < 2e6) nt = 1;
   /* tiles: up to 96 (AVX) or 64 (AMX) rows by up to 512 columns, halved until each thread gets two */
   const int64_t unit = amx ? 32 : MR;
   int64_t MB = amx ? 64 : 16 * MR, NB = N <= 512 ? (N + 63) / 64 * 64 : 256;
