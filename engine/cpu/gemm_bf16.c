@@ -150,10 +150,15 @@ static int gemm_generic(const cpu_gemm_bf16_args *g) {
 /* strip s of the B block k in [k0, k0 + kc): Bp[(s*KP + kp)*16 + j] holds B[k0 + 2kp, 16s + j] in
  * its low half and B[k0 + 2kp + 1, 16s + j] in its high half, zeros past the edges: the operand
  * layout of VDPBF16PS and of an AMX B tile alike */
+static int64_t strip_gather(const uint16_t *src0, int64_t bj, int64_t kpf, uint32_t *d);
+
 /* one strip from a source whose k-pairs are adjacent: column j (< nj) of the strip at src + j*bj */
 static void pack_strip_kpairs(const uint16_t *src0, int64_t bj, int64_t nj, int64_t kc, int64_t KP, uint32_t *d) {
+  int64_t kpg = 0; /* k-pairs done by 16-lane gathers: whole strips of 4-byte aligned pairs */
+  if (nj == 16 && bj % 2 == 0 && bj < ((int64_t)1 << 27) && ((uintptr_t)src0 & 3u) == 0)
+    kpg = strip_gather(src0, bj, kc / 2, d);
   for (int64_t j = 0; j < 16; j++) {
-    int64_t kp = 0;
+    int64_t kp = kpg;
     if (j < nj) {
       const uint16_t *src = src0 + j * bj;
       for (; 2 * kp + 1 < kc; kp++) d[kp * 16 + j] = (uint32_t)src[2 * kp] | (uint32_t)src[2 * kp + 1] << 16;
@@ -381,6 +386,14 @@ static void f32_to_bf16_avx(const float *src, uint16_t *dst, int64_t n) {
     const __mmask16 m = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1u);
     _mm256_mask_storeu_epi16(dst + k, m, f32_to_bf16_16(_mm512_maskz_loadu_ps(m, src + k)));
   }
+}
+
+static int64_t strip_gather(const uint16_t *src0, int64_t bj, int64_t kpf, uint32_t *d) {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                         _mm512_set1_epi32((int)(bj / 2)));
+  const int *base = (const int *)(const void *)src0;
+  for (int64_t kp = 0; kp < kpf; kp++) _mm512_storeu_si512((void *)(d + kp * 16), _mm512_i32gather_epi32(idx, base + kp, 4));
+  return kpf;
 }
 
 /* rows [i0, i0 + mr) x columns [j0, j0 + nc) of C from t (row stride ldt, full 16-lane vectors) */
