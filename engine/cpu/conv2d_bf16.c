@@ -1,11 +1,13 @@
 /* conv2d_bf16.c: bfloat16 convolutions on the CPU (autocast('cpu')): im2col in bfloat16 and the
  * bfloat16 GEMM (gemm_bf16.c) with float32 sums, the bias added in float32 and the result rounded
  * once.  No Winograd here: its input and output transforms would round to bfloat16 values that are
- * sums of several taps, multiplying the rounding error.  The input gradient goes through float32
- * columns and col2im (overlapping taps add in float32); the weight gradient sums its images in
- * float32 per thread before one rounding to the weight's dtype.  Images spread over the threads
- * as in conv2d.c.  The column matrix is never stored: the GEMM asks for its rows while it packs
- * its B operand (conv_row), so the patches go from the image to the packed operand in one pass. */
+ * sums of several taps, multiplying the rounding error.  The column matrix is never stored: the
+ * GEMM asks for its rows while it packs its B operand (conv_row; for stride-1 "same" convolutions
+ * conv_pair_same writes the packed k-pairs straight from the image).  The input gradient of a
+ * stride-1 convolution is the forward convolution of gy with the flipped kernel; other strides go
+ * through float32 columns and col2im (overlapping taps add in float32).  The weight gradient sums
+ * its images in float32 per thread before one rounding to the weight's dtype.  Images spread over
+ * the threads as in conv2d.c. */
 #include "conv2d_geom.h"
 #include "gemm_avx512.h"
 #include "gemm_bf16.h"
@@ -257,6 +259,7 @@ static bool bwd_as_conv_ok(const conv_geom *g) {
 
 static int bwd_input_as_conv(const conv_geom *g, const uint16_t *gy, const uint16_t *w, uint16_t *gx) {
   const int64_t khw = g->kh * g->kw;
+  /* scratch slot 3 is also the forward's bias buffer: safe, the forward below has no bias */
   uint16_t *wt = cpu_scratch(3, sizeof(uint16_t) * (size_t)(g->O * g->C * khw));
   if (!wt) return DDPM_FAIL(DDPM_ERR_OOM, "conv2d backward: out of memory for a flipped weight");
   for (int64_t o = 0; o < g->O; o++)

@@ -6,8 +6,10 @@
  *  - AVX512-BF16: VDPBF16PS adds the products of a pair of k to each of 16 float32 lanes; a 6x64
  *    micro-tile of C lives in 24 zmm registers, A pairs are broadcast, B vectors read as packed.
  *  - portable C: B widened to float32 once, rows summed in float32.
- * Both fast paths share one packed B (strips of 16 columns of k-pairs); A is packed per tile.  K
- * runs in blocks of 1152 (the UNet's largest im2col depth, so its convolutions take one block);
+ * Both fast paths share one packed B (strips of 16 columns of k-pairs), packed from B or from rows
+ * a caller makes on demand (an implicit im2col); A is packed once per call when small (and kept for
+ * the next call with the same A: a convolution's weight over its images), else per tile.  K
+ * runs in blocks of 1152 (a 3x3 convolution of 128 channels in one block; 192 and 256 take two);
  * longer sums go through float32 C (or a float32 buffer when the output is bfloat16), so the
  * result is rounded to bfloat16 once, after the bias. */
 #include "gemm_bf16.h"
