@@ -216,7 +216,13 @@ static size_t col_bytes(const conv_geom *g, size_t elem) {
   return g->direct ? 0 : elem * (size_t)(g->K * g->rows * g->Wo);
 }
 
-int cpu_conv2d_fwd_bf16(const conv_geom *g, const uint16_t *x, const uint16_t *w, const uint16_t *b, uint16_t *y) {
+/* no column buffer to bound here: one block of output rows per image keeps the GEMMs large and
+ * the shifted-plane packing (same_ok) usable */
+static void whole_image_rows(conv_geom *g) { g->rows = g->Ho > 0 ? g->Ho : 1; }
+
+int cpu_conv2d_fwd_bf16(const conv_geom *g0, const uint16_t *x, const uint16_t *w, const uint16_t *b, uint16_t *y) {
+  conv_geom gw = *g0, *g = &gw;
+  whole_image_rows(g);
   float *bias_f = NULL;
   if (b) { /* the bias joins the float32 sums, before the one rounding */
     bias_f = cpu_scratch(3, sizeof(float) * (size_t)g->O);
@@ -308,7 +314,9 @@ int cpu_conv2d_bwd_input_bf16(const conv_geom *g, const uint16_t *gy, const uint
 
 /* Each thread sums a fixed range of images into its own float32 partial; the partials are added
  * in thread order (deterministic for a given thread count) and rounded once. */
-int cpu_conv2d_bwd_weight_bf16(const conv_geom *g, const uint16_t *gy, const uint16_t *x, uint16_t *gw, uint16_t *gb) {
+int cpu_conv2d_bwd_weight_bf16(const conv_geom *g0, const uint16_t *gy, const uint16_t *x, uint16_t *gw, uint16_t *gb) {
+  conv_geom gl = *g0, *g = &gl;
+  whole_image_rows(g);
   int64_t wn = g->O * g->K;
   uint32_t mbuf[SAME_MAX_WORDS], *masks = NULL;
   if (!g->direct && same_ok(g, 0, g->rows < g->Ho ? g->rows : g->Ho)) same_masks(g, masks = mbuf);

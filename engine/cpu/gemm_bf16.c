@@ -24,7 +24,7 @@
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 #define MR 6      /* rows of the AVX512-BF16 micro-tile */
-#define KC 1152   /* k per block: a multiple of 32 (one AMX tile depth) */
+#define KC 2304   /* k per block: a multiple of 32 (one AMX tile depth) */
 
 static int path_state = -1;
 
