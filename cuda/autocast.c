@@ -38,6 +38,7 @@ static int target_of(int policy, const ddpm_tensor *t) {
   int kind = t->device == DDPM_CPU ? 0 : 1;
   if (!((ddpm_autocast_mask >> kind) & 1u)) return -1;
   if (policy == DDPM_AUTOCAST_LOWER_GPU && kind == 0) return -1;
+  if (policy == DDPM_AUTOCAST_LOWER_BF16_CPU && kind == 0 && dtype_of(0) != DDPM_BFLOAT16) return -1;
   int to = policy == DDPM_AUTOCAST_FP32 ? DDPM_FLOAT32 : dtype_of(kind);
   return to == t->dtype ? -1 : to;
 }

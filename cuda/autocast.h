@@ -5,9 +5,11 @@
 #define DDPM_AUTOCAST_H
 #include "internal.h"
 
-/* LOWER_GPU: lower only tensors on a GPU (the CPU's nn kernels, conv2d and attention, run in
- * float32/float64 only, so autocast('cpu') leaves them in float32) */
-enum { DDPM_AUTOCAST_LOWER = 1, DDPM_AUTOCAST_FP32 = 2, DDPM_AUTOCAST_LOWER_GPU = 3 };
+/* LOWER_GPU: lower only tensors on a GPU (CPU kernels that run in float32/float64 only, so
+ * autocast('cpu') leaves them in float32).  LOWER_BF16_CPU: lower on a GPU as LOWER does, and on
+ * the CPU only when its autocast dtype is bfloat16 (the CPU has bfloat16 kernels for these ops,
+ * engine/cpu/gemm_bf16.c, but no float16 ones: autocast('cpu', float16) keeps them in float32). */
+enum { DDPM_AUTOCAST_LOWER = 1, DDPM_AUTOCAST_FP32 = 2, DDPM_AUTOCAST_LOWER_GPU = 3, DDPM_AUTOCAST_LOWER_BF16_CPU = 4 };
 
 /* nonzero when autocast is enabled for some device on this thread (cheap test for hooks) */
 DDPM_INTERNAL extern _Thread_local unsigned ddpm_autocast_mask;

@@ -1,8 +1,10 @@
 /* matmul.c: batched GEMM and linear layers through OpenBLAS (cblas), or float32 on AVX-512 CPUs
- * through the engine's GEMM (gemm_avx512.c).  Half types go through float32 copies; many small
- * matrices run one per thread with single-threaded GEMM calls. */
+ * through the engine's GEMM (gemm_avx512.c); bfloat16 through the engine's bfloat16 GEMM
+ * (gemm_bf16.c: float32 sums, bfloat16 result, as PyTorch's CPU autocast).  float16 goes through
+ * float32 copies; many small matrices run one per thread with single-threaded GEMM calls. */
 #include "cpu.h"
 #include "gemm_avx512.h"
+#include "gemm_bf16.h"
 #include "nn_cpu.h"
 #include <cblas.h>
 #include <omp.h>
@@ -86,10 +88,38 @@ static void bmm_range(int64_t lo, int64_t hi, void *vctx) {
   }
 }
 
+/* bfloat16: the GEMM reads any strides, so operands are never copied */
+typedef struct {
+  const ddpm_tensor *a, *b;
+  ddpm_tensor *o;
+  int64_t M, N, K;
+  int failed;
+} bmm_bf16_ctx;
+
+static void bmm_bf16_range(int64_t lo, int64_t hi, void *vctx) {
+  bmm_bf16_ctx *c = vctx;
+  const uint16_t *A = (const uint16_t *)ddpm_ptr(c->a), *B = (const uint16_t *)ddpm_ptr(c->b);
+  for (int64_t i = lo; i < hi; i++) {
+    cpu_gemm_bf16_args g = {c->M, c->N, c->K, A + i * c->a->strides[0], c->a->strides[1], c->a->strides[2],
+                            B + i * c->b->strides[0], c->b->strides[1], c->b->strides[2], NULL,
+                            (uint16_t *)ddpm_ptr(c->o) + i * c->M * c->N, c->N, 0, NULL, NULL};
+    if (cpu_gemm_bf16(&g)) __atomic_store_n(&c->failed, 1, __ATOMIC_RELAXED);
+  }
+}
+
+static int bmm_bf16(ddpm_tensor *a, ddpm_tensor *b, ddpm_tensor *o) {
+  int64_t B = a->shape[0];
+  bmm_bf16_ctx ctx = {a, b, o, a->shape[1], b->shape[2], a->shape[2], 0};
+  if (B > 1 && (double)ctx.M * ctx.N * ctx.K < 262144.0) cpu_parallel_for(B, 1, bmm_bf16_range, &ctx);
+  else bmm_bf16_range(0, B, &ctx);
+  return ctx.failed ? DDPM_FAIL(DDPM_ERR_OOM, "bmm: out of memory for bfloat16 packing buffers") : DDPM_OK;
+}
+
 /* in[0] a [B,M,K], in[1] b [B,K,N] (batch stride may be 0); out [B,M,N] contiguous */
 int cpu_BMM(ddpm_call *c) {
   ddpm_tensor *a = c->in[0], *b = c->in[1], *o = c->out[0];
   int64_t B = a->shape[0], M = a->shape[1], K = a->shape[2], N = b->shape[2];
+  if (a->dtype == DDPM_BFLOAT16 && b->dtype == DDPM_BFLOAT16 && o->dtype == DDPM_BFLOAT16) return bmm_bf16(a, b, o);
   int dt = o->dtype == DDPM_FLOAT64 ? DDPM_FLOAT64 : DDPM_FLOAT32;
   ddpm_tensor *ta = NULL, *tb = NULL, *to = NULL;
   int st = DDPM_OK;
@@ -116,10 +146,31 @@ done:
   return st;
 }
 
+/* out = x w^T + bias with bfloat16 x, w (read in place: w^T is w with its strides swapped) and
+ * the bias added in float32 before the one rounding */
+static int linear_bf16(ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *bias, ddpm_tensor *o) {
+  int64_t M = x->shape[0], K = x->shape[1], N = w->shape[0];
+  float *bf = NULL;
+  if (bias) {
+    bf = cpu_scratch(3, sizeof(float) * (size_t)N);
+    if (!bf) return DDPM_FAIL(DDPM_ERR_OOM, "linear: out of memory for a bias of %lld floats", (long long)N);
+    if (bias->strides[0] == 1) cpu_bf16_to_f32_row((const uint16_t *)ddpm_ptr(bias), bf, N);
+    else
+      for (int64_t j = 0; j < N; j++) bf[j] = ddpm_bf16_to_f32(((const uint16_t *)ddpm_ptr(bias))[j * bias->strides[0]]);
+  }
+  cpu_gemm_bf16_args g = {M, N, K, (const uint16_t *)ddpm_ptr(x), x->strides[0], x->strides[1],
+                          (const uint16_t *)ddpm_ptr(w), w->strides[1], w->strides[0], NULL,
+                          (uint16_t *)ddpm_ptr(o), N, 0, bf, NULL};
+  return cpu_gemm_bf16(&g);
+}
+
 /* in[0] x [M,K] (rows contiguous), in[1] w [N,K], in[2] bias [N] or NULL; out [M,N] */
 int cpu_LINEAR(ddpm_call *c) {
   ddpm_tensor *x = c->in[0], *w = c->in[1], *bias = c->in[2], *o = c->out[0];
   int64_t M = x->shape[0], K = x->shape[1], N = w->shape[0];
+  if (x->dtype == DDPM_BFLOAT16 && w->dtype == DDPM_BFLOAT16 && o->dtype == DDPM_BFLOAT16 &&
+      (!bias || bias->dtype == DDPM_BFLOAT16))
+    return linear_bf16(x, w, bias, o);
   int dt = o->dtype == DDPM_FLOAT64 ? DDPM_FLOAT64 : DDPM_FLOAT32;
   ddpm_tensor *tx = NULL, *tw = NULL, *tb = NULL, *to = NULL;
   int st = DDPM_OK;

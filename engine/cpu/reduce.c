@@ -250,6 +250,9 @@ static void colsum_body(int64_t lo, int64_t hi, void *vctx) {
     if (c->dt == DDPM_FLOAT32) {
       const float *row = (const float *)c->x + r * c->cols + lo;
       for (int64_t j = 0; j < w; j++) acc[j] += row[j];
+    } else if (c->dt == DDPM_BFLOAT16) { /* bias gradients under autocast('cpu') */
+      const uint16_t *row = (const uint16_t *)c->x + r * c->cols + lo;
+      for (int64_t j = 0; j < w; j++) acc[j] += ddpm_bf16_to_f32(row[j]);
     } else {
       const double *row = (const double *)c->x + r * c->cols + lo;
       for (int64_t j = 0; j < w; j++) acc[j] += row[j];
@@ -257,6 +260,7 @@ static void colsum_body(int64_t lo, int64_t hi, void *vctx) {
   }
   for (int64_t j = 0; j < w; j++) {
     if (c->dt == DDPM_FLOAT32) ((float *)c->out)[lo + j] = (float)acc[j];
+    else if (c->dt == DDPM_BFLOAT16) ((uint16_t *)c->out)[lo + j] = ddpm_f32_to_bf16((float)acc[j]);
     else ((double *)c->out)[lo + j] = acc[j];
   }
   if (acc != stackacc) free(acc);
@@ -296,7 +300,9 @@ static int run_reduce(ddpm_call *c) {
   bool contig = ddpm_tensor_is_contiguous(x);
 
   /* columns: contiguous x whose reduced dims all come before the kept ones */
-  if (c->op == DDPM_OP_SUM && (x->dtype == DDPM_FLOAT32 || x->dtype == DDPM_FLOAT64) && contig && pl.nk == 1 &&
+  if (c->op == DDPM_OP_SUM &&
+      (x->dtype == DDPM_FLOAT32 || x->dtype == DDPM_FLOAT64 || (x->dtype == DDPM_BFLOAT16 && out->dtype == x->dtype)) &&
+      contig && pl.nk == 1 &&
       pl.kstride[0] == 1 && pl.rcount > 1) {
     int lastred = -1, firstkept = x->ndim;
     for (int d = 0; d < x->ndim; d++) {

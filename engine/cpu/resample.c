@@ -111,8 +111,32 @@ static void interp_range(int64_t lo, int64_t hi, void *vctx) {
   else INTERP_BODY(double, dw0, dw1);
 }
 
+static int interp_run(ddpm_call *c, bool bwd);
+
+/* bfloat16 (a UNet's upsampler under autocast('cpu')) through float32 copies: the op is cheap next
+ * to the convolutions around it, and nearest copies values exactly */
+static int interp_bf16(ddpm_call *c, bool bwd) {
+  ddpm_tensor *fi = NULL, *fo = NULL;
+  int st = DDPM_OK;
+  DDPM_CHECK(ddpm_tensor_new(&fi, c->in[0]->ndim, c->in[0]->shape, DDPM_FLOAT32, DDPM_CPU));
+  DDPM_CHECK(ddpm_tensor_new(&fo, c->out[0]->ndim, c->out[0]->shape, DDPM_FLOAT32, DDPM_CPU));
+  cpu_copy_strided(fi, c->in[0]);
+  {
+    ddpm_call c2 = *c;
+    c2.in[0] = fi;
+    c2.out[0] = fo;
+    DDPM_CHECK(interp_run(&c2, bwd));
+  }
+  cpu_copy_strided(c->out[0], fo);
+done:
+  ddpm_tensor_release(fi);
+  ddpm_tensor_release(fo);
+  return st;
+}
+
 static int interp_run(ddpm_call *c, bool bwd) {
   ddpm_tensor *big = bwd ? c->out[0] : c->in[0], *small = bwd ? c->in[0] : c->out[0]; /* big = input side */
+  if (big->dtype == DDPM_BFLOAT16 && c->in[0]->dtype == DDPM_BFLOAT16) return interp_bf16(c, bwd);
   DDPM_TRY(cpu_nn_dtype("interpolate", big->dtype));
   int ns = big->ndim - 2;
   interp_ctx k = {ddpm_ptr(c->in[0]), ddpm_ptr(c->out[0]), {1, 1, 1}, {1, 1, 1}, {{0}}, c->i[0] == DDPM_INTERP_LINEAR,

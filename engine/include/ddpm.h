@@ -197,6 +197,9 @@ int ddpm_argmin(ddpm_tensor **out, ddpm_tensor *x, int dim, int keepdim, int all
 int ddpm_matmul(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
 int ddpm_bmm(ddpm_tensor **out, ddpm_tensor *a, ddpm_tensor *b);
 int ddpm_linear(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *weight, ddpm_tensor *bias);
+/* the CPU's bfloat16 GEMM path of this process: "amx", "avx512_bf16" or "generic" (DDPM_CPU_ISA=
+ * avx512 skips AMX, DDPM_CPU_ISA=generic forces the portable path) */
+const char *ddpm_cpu_bf16_kernel(void);
 
 /* ---- joining ----------------------------------------------------------------------------------- */
 int ddpm_cat(ddpm_tensor **out, int n, ddpm_tensor *const *tensors, int dim);

@@ -84,7 +84,7 @@ static int check_conv(ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b, const conv
 int ddpm_conv2d(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b, const int64_t *stride,
                 const int64_t *padding, const int64_t *dilation, int64_t groups) {
   DDPM_TRY(ddpm_check_tensor("conv2d", "input", x));
-  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER_GPU, ddpm_conv2d(out, ac_[0], ac_[1], ac_[2], stride, padding, dilation, groups), x, w,
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER_BF16_CPU, ddpm_conv2d(out, ac_[0], ac_[1], ac_[2], stride, padding, dilation, groups), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
   conv_params p = {{1, 1}, {0, 0}, {1, 1}, groups};
   for (int d = 0; d < 2; d++) {
