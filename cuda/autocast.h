@@ -1,12 +1,13 @@
 /* autocast.h: the autocast cast policy, called from the entry points of the ops it covers
- * (matmul, bmm, linear lower their float32 inputs; sum/mean raise half inputs to float32).
+ * (matmul, bmm, linear and scaled_dot_product_attention lower their float32 inputs on every device;
+ * norms, softmax, losses and sum/mean raise half inputs to float32).
  * The state is thread-local and set from Lua through ddpm_autocast_set (lua/ddpm/autocast.lua). */
 #ifndef DDPM_AUTOCAST_H
 #define DDPM_AUTOCAST_H
 #include "internal.h"
 
-/* LOWER_GPU: lower only tensors on a GPU (the CPU's nn kernels, conv2d and attention, run in
- * float32/float64 only, so autocast('cpu') leaves them in float32) */
+/* LOWER_GPU: lower only tensors on a GPU (for ops whose CPU kernels have no half-type path, so
+ * autocast('cpu') leaves them in float32: conv2d until the CPU has a bf16 convolution) */
 enum { DDPM_AUTOCAST_LOWER = 1, DDPM_AUTOCAST_FP32 = 2, DDPM_AUTOCAST_LOWER_GPU = 3 };
 
 /* nonzero when autocast is enabled for some device on this thread (cheap test for hooks) */

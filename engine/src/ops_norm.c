@@ -65,6 +65,15 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
   DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, group_norm_impl(out, op, ac_[0], G, ac_[1], ac_[2], eps), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
+  if (nn_half_on_cpu(x)) { /* float32 inside (nn_common.h); weight and bias may be float32 (mixed, as PyTorch) */
+    ddpm_tensor *in[3] = {x, w, b}, *wide[3], *y = NULL;
+    DDPM_TRY(nn_widen(3, in, wide));
+    int st = group_norm_impl(&y, op, wide[0], G, wide[1], wide[2], eps);
+    if (!st) st = ddpm_cast(out, y, x->dtype);
+    ddpm_tensor_release(y);
+    nn_release(3, wide);
+    return st;
+  }
   if (x->ndim < 2)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "%s: expected an input [N, C, *] with at least 2 dims, got %s", name,
                      ddpm_fmt_tensor(x));
@@ -145,6 +154,15 @@ int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t 
   DDPM_TRY(ddpm_check_tensor("layer_norm", "input", x));
   DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, ddpm_layer_norm(out, ac_[0], nnorm, nshape, ac_[1], ac_[2], eps), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
+  if (nn_half_on_cpu(x)) { /* float32 inside (nn_common.h); weight and bias may be float32 (mixed, as PyTorch) */
+    ddpm_tensor *in[3] = {x, w, b}, *wide[3], *y = NULL;
+    DDPM_TRY(nn_widen(3, in, wide));
+    int st = ddpm_layer_norm(&y, wide[0], nnorm, nshape, wide[1], wide[2], eps);
+    if (!st) st = ddpm_cast(out, y, x->dtype);
+    ddpm_tensor_release(y);
+    nn_release(3, wide);
+    return st;
+  }
   DDPM_TRY(nn_need_float("layer_norm", "input", x));
   if (nnorm < 1 || nnorm > DDPM_MAX_DIMS || !nshape)
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "layer_norm: normalized_shape must list 1 to %d sizes, got %d", DDPM_MAX_DIMS,
