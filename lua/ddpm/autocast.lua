@@ -1,10 +1,17 @@
--- autocast.lua: ddpm.autocast (≈ torch.autocast): run a function with mixed precision.
+-- autocast.lua: ddpm.autocast (≈ torch.autocast; also ddpm.amp.autocast): run a function with mixed
+-- precision.
 --   ddpm.autocast('cuda', {dtype=ddpm.bfloat16}, fn, ...)   -- returns fn's results
--- Inside, matmul/bmm/linear (and, as the nn families add them, conv2d and attention) cast their
--- float32 inputs to the autocast dtype; sum/mean (and norms, softmax, losses) run in float32.
--- Parameters stay float32 ("master weights"): the casts are differentiable, so their gradients
--- arrive in float32.  Scale float16 losses with ddpm.amp.GradScaler (bfloat16 needs no scaling).
--- The state is per thread, nests, and is restored when fn raises.  Run backward outside.
+--   ddpm.autocast('cpu', {dtype=ddpm.bfloat16}, fn, ...)    -- torch.autocast('cpu'): bfloat16 default
+-- Inside, matmul/bmm/linear, scaled_dot_product_attention and conv2d cast their float32 inputs to
+-- the autocast dtype (on the CPU conv2d stays float32 until the CPU has a bf16 convolution; the
+-- CPU's attention computes half inputs in float32 and returns the half type); group_norm,
+-- layer_norm, softmax, the losses and sum/mean run in float32 (on both devices: PyTorch's CUDA list;
+-- PyTorch's CPU autocast leaves norms and softmax to their input dtype, which is less accurate for
+-- the same kernel work).  Elementwise ops follow type promotion (bf16 + float32 gives float32).
+-- float64 tensors are never cast.  Parameters stay float32 ("master weights"): the casts are
+-- differentiable, so their gradients arrive in float32.  Scale float16 losses with
+-- ddpm.amp.GradScaler (bfloat16 needs no scaling).  The state is per thread, nests, and is restored
+-- when fn raises.  Run backward outside.
 local F = require 'ddpm.ffi'
 local D = require 'ddpm.dtype'
 local C = F.C
