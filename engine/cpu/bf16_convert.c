@@ -5,21 +5,12 @@
  * DDPM_CPU_ISA=generic (cpu_fast_kernels) gives the same results. */
 #include "bf16_convert.h"
 #include "gemm_avx512.h"
-#include <immintrin.h>
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) static void to_bf16_fast(const float *src, uint16_t *dst,
                                                                              int64_t n) {
-  const __m512i ones = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
-  const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
-  const __m512i quiet = _mm512_set1_epi32(0x400000);
   for (int64_t i = 0; i < n; i += 16) {
     __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-    __m512i u = _mm512_maskz_loadu_epi32(m, src + i);
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), ones);
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(bias, lsb));
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absm), inf);
-    r = _mm512_mask_or_epi32(r, nan, u, quiet);
-    _mm256_mask_storeu_epi16(dst + i, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+    _mm256_mask_storeu_epi16(dst + i, m, cpu_bf16_pack16(_mm512_maskz_loadu_ps(m, src + i)));
   }
 }
 
@@ -27,8 +18,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void to_f32_fast(con
                                                                             int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-    __m256i h = _mm256_maskz_loadu_epi16(m, src + i);
-    _mm512_mask_storeu_epi32(dst + i, m, _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    _mm512_mask_storeu_ps(dst + i, m, cpu_bf16_unpack16(_mm256_maskz_loadu_epi16(m, src + i)));
   }
 }
 

@@ -6,6 +6,7 @@
 #include "nn_cpu.h"
 #include "gemm_avx512.h"
 #include "norm_f32.h"
+#include "bf16_convert.h"
 #include <math.h>
 
 #define R float
@@ -47,16 +48,39 @@ static void gn_bwd_fast(int64_t lo, int64_t hi, void *vctx) {
   cpu_gn_bwd_f32(&c->k, lo, hi, dz);
 }
 
+/* bfloat16 activations (float32 weights and statistics): the AVX-512 kernel reads and writes them
+ * directly; the portable path widens them into float32 scratch and rounds the results back */
+static float *widened(const ddpm_tensor *t, int64_t n) {
+  float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
+  if (f && t) cpu_bf16_to_f32((const uint16_t *)ddpm_ptr(t), f, n);
+  return f;
+}
+
 static int group_norm_fwd(ddpm_call *c, bool silu) {
   ddpm_tensor *x = c->in[0];
-  DDPM_TRY(cpu_nn_dtype("group_norm", x->dtype));
+  bool half = x->dtype == DDPM_BFLOAT16;
+  if (!half) DDPM_TRY(cpu_nn_dtype("group_norm", x->dtype));
   int64_t N = x->shape[0], C = x->shape[1], G = c->i[0];
   int64_t S = (N * C) != 0 ? ddpm_tensor_numel(x) / (N * C) : 0;
   int64_t M = C / G * S;
-  if (x->dtype == DDPM_FLOAT32 && cpu_fast_kernels()) {
+  if ((x->dtype == DDPM_FLOAT32 || half) && cpu_fast_kernels()) {
     cpu_gn_f32 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
-                    NULL, NULL, NULL, N, C, S, G, c->f[0], silu};
+                    NULL, NULL, NULL, N, C, S, G, c->f[0], silu, half};
     cpu_parallel_for(N * G, grain_for(M), gn_fwd_fast, &k);
+  } else if (half) {
+    int64_t n = ddpm_tensor_numel(x);
+    float *xf = widened(x, n), *yf = widened(NULL, n);
+    if (!xf || !yf) {
+      free(xf);
+      free(yf);
+      return DDPM_FAIL(DDPM_ERR_OOM, "group_norm: out of memory for the float32 copy of a bfloat16 input");
+    }
+    gn_ctx_f32 k = {xf, PTR(c->in[1]), PTR(c->in[2]), NULL, yf, PTR(c->out[1]), PTR(c->out[2]),
+                    NULL, NULL, NULL, N, C, S, G, c->f[0], silu, 0};
+    cpu_parallel_for(N * G, grain_for(M), gn_fwd_range_f32, &k);
+    cpu_f32_to_bf16(yf, (uint16_t *)ddpm_ptr(c->out[0]), n);
+    free(xf);
+    free(yf);
   } else if (x->dtype == DDPM_FLOAT32) {
     gn_ctx_f32 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
                     NULL, NULL, NULL, N, C, S, G, c->f[0], silu, 0};
@@ -83,7 +107,11 @@ static void reduce_partials(const double *p, int64_t N, int64_t C, void *out, in
 
 int cpu_GROUP_NORM_BWD(ddpm_call *c) {
   ddpm_tensor *gy = c->in[0], *x = c->in[1], *gw = c->out[1], *gb = c->out[2];
-  DDPM_TRY(cpu_nn_dtype("group_norm backward", x->dtype));
+  bool half = x->dtype == DDPM_BFLOAT16;
+  if (!half) DDPM_TRY(cpu_nn_dtype("group_norm backward", x->dtype));
+  if (gy->dtype != x->dtype || c->out[0]->dtype != x->dtype)
+    return DDPM_FAIL(DDPM_ERR_DTYPE, "group_norm backward: gradient %s and input %s must share a dtype",
+                     ddpm_fmt_tensor(gy), ddpm_fmt_tensor(x));
   int64_t N = x->shape[0], C = x->shape[1], G = c->i[0];
   int64_t S = (N * C) != 0 ? ddpm_tensor_numel(x) / (N * C) : 0;
   int64_t M = C / G * S;
@@ -92,12 +120,26 @@ int cpu_GROUP_NORM_BWD(ddpm_call *c) {
   double *pdb = gb ? malloc(sizeof(double) * (size_t)(N * C + 1)) : NULL;
   int failed = (gw && !pdw) || (gb && !pdb);
   if (!failed) {
-    if (x->dtype == DDPM_FLOAT32 && cpu_fast_kernels()) {
+    if ((x->dtype == DDPM_FLOAT32 || half) && cpu_fast_kernels()) {
       gn_bwd_fast_ctx k = {{PTR(x), PTR(c->in[4]), PTR(c->in[5]), PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]),
-                            PTR(c->out[0]), pdw, pdb, N, C, S, G, 0, silu},
+                            PTR(c->out[0]), pdw, pdb, N, C, S, G, 0, silu, half},
                            0};
       cpu_parallel_for(N * G, grain_for(M), gn_bwd_fast, &k);
       failed = k.failed;
+    } else if (half) {
+      int64_t n = ddpm_tensor_numel(x);
+      float *xf = widened(x, n), *gf = widened(gy, n), *gxf = widened(NULL, n);
+      failed = !xf || !gf || !gxf;
+      if (!failed) {
+        gn_ctx_f32 k = {xf, PTR(c->in[4]), PTR(c->in[5]), gf, NULL, PTR(c->in[2]), PTR(c->in[3]),
+                        gxf, pdw, pdb, N, C, S, G, 0, silu, 0};
+        cpu_parallel_for(N * G, grain_for(M), gn_bwd_range_f32, &k);
+        failed = k.failed;
+        if (!failed) cpu_f32_to_bf16(gxf, (uint16_t *)ddpm_ptr(c->out[0]), n);
+      }
+      free(xf);
+      free(gf);
+      free(gxf);
     } else if (x->dtype == DDPM_FLOAT32) {
       gn_ctx_f32 k = {PTR(x), PTR(c->in[4]), PTR(c->in[5]), PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]),
                       PTR(c->out[0]), pdw, pdb, N, C, S, G, 0, silu, 0};

@@ -1,7 +1,8 @@
 /* ops_norm.c: group_norm, group_norm_silu (the norm -> SiLU pair of every ResnetBlock2D in one
  * pass) and layer_norm, with explicit backward ops.
  *
- * Kernel conventions (every backend implements exactly these; all tensors contiguous, one dtype):
+ * Kernel conventions (every backend implements exactly these; all tensors contiguous, one dtype,
+ * except that the CPU's group norm takes bfloat16 x/y/gy/gx with float32 w, b, mean, rstd, gw, gb):
  *   GROUP_NORM, GROUP_NORM_SILU
  *       in[0] x [N, C, *], in[1] w [C] or NULL, in[2] b [C] or NULL;
  *       out[0] y (x's shape; silu(group_norm) for the fused op), out[1] mean [N, G], out[2] rstd [N, G]
@@ -19,6 +20,11 @@
 #include "nn_common.h"
 #include "autocast.h" /* cuda/autocast.h: the autocast cast policy */
 
+/* mean/rstd: float32 for bfloat16 activations on the CPU (see the contract above), else x's dtype */
+static int stat_dtype(const ddpm_tensor *x) {
+  return x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU ? DDPM_FLOAT32 : x->dtype;
+}
+
 /* The shared forward of the norms, after their checks: contiguous operands, y and the per-row (or
  * per-group) mean and rstd of shape stat_shape, one kernel call, and the autograd record (x, mean,
  * rstd, w, b saved; i[0] the group count or row length, f[0] eps). */
@@ -30,8 +36,8 @@ static int norm_forward(ddpm_tensor **out, int op, ddpm_tensor *x, ddpm_tensor *
   DDPM_CHECK(nn_contig(&wc, w));
   DDPM_CHECK(nn_contig(&bc, b));
   DDPM_CHECK(ddpm_tensor_new(&y, x->ndim, x->shape, x->dtype, x->device));
-  DDPM_CHECK(ddpm_tensor_new(&mean, stat_ndim, stat_shape, x->dtype, x->device));
-  DDPM_CHECK(ddpm_tensor_new(&rstd, stat_ndim, stat_shape, x->dtype, x->device));
+  DDPM_CHECK(ddpm_tensor_new(&mean, stat_ndim, stat_shape, stat_dtype(x), x->device));
+  DDPM_CHECK(ddpm_tensor_new(&rstd, stat_ndim, stat_shape, stat_dtype(x), x->device));
   {
     ddpm_call c = {.op = op, .nin = 3, .nout = 3, .in = {xc, wc, bc}, .out = {y, mean, rstd}, .i = {param}, .f = {eps}};
     DDPM_CHECK(ddpm_dispatch(&c));
@@ -65,11 +71,20 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
   DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, group_norm_impl(out, op, ac_[0], G, ac_[1], ac_[2], eps), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
-  if (nn_half_on_cpu(x)) { /* float32 inside (nn_common.h); weight and bias may be float32 (mixed, as PyTorch) */
+  /* bfloat16 on the CPU: the kernels read and write it directly, with float32 weight and bias (the
+   * mixed types PyTorch's CPU norms take; half ones are widened here); float16 goes through
+   * float32 copies (nn_common.h) */
+  bool mixed = x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU;
+  if (nn_half_on_cpu(x) && (!mixed || nn_half_on_cpu(w) || nn_half_on_cpu(b))) {
     ddpm_tensor *in[3] = {x, w, b}, *wide[3], *y = NULL;
     DDPM_TRY(nn_widen(3, in, wide));
-    int st = group_norm_impl(&y, op, wide[0], G, wide[1], wide[2], eps);
-    if (!st) st = ddpm_cast(out, y, x->dtype);
+    int st;
+    if (mixed) {
+      st = group_norm_impl(out, op, x, G, wide[1], wide[2], eps);
+    } else {
+      st = group_norm_impl(&y, op, wide[0], G, wide[1], wide[2], eps);
+      if (!st) st = ddpm_cast(out, y, x->dtype);
+    }
     ddpm_tensor_release(y);
     nn_release(3, wide);
     return st;
@@ -88,7 +103,8 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
   const char *pn[2] = {"weight", "bias"};
   for (int k = 0; k < 2; k++) {
     if (!pw[k]) continue;
-    DDPM_TRY(nn_need_like(name, pn[k], pw[k], x));
+    if (mixed && pw[k]->dtype == DDPM_FLOAT32) DDPM_TRY(ddpm_check_same_device(name, x, pw[k]));
+    else DDPM_TRY(nn_need_like(name, pn[k], pw[k], x));
     if (pw[k]->ndim != 1 || pw[k]->shape[0] != C)
       return DDPM_FAIL(DDPM_ERR_SHAPE, "%s: %s %s must be [%lld] (one value per channel of input %s)", name, pn[k],
                        ddpm_fmt_tensor(pw[k]), (long long)C, ddpm_fmt_tensor(x));
@@ -206,8 +222,8 @@ int ddpm_norm_replay(ddpm_node *p, ddpm_tensor **out) {
   int nm = p->op == DDPM_OP_LAYER_NORM ? 1 : 2;
   if (nm == 1) ms[0] = ddpm_tensor_numel(x) / (p->i[0] ? p->i[0] : 1);
   DDPM_CHECK(ddpm_tensor_new(&y, m->ndim, m->shape, m->dtype, m->device));
-  DDPM_CHECK(ddpm_tensor_new(&mean, nm, ms, x->dtype, x->device));
-  DDPM_CHECK(ddpm_tensor_new(&rstd, nm, ms, x->dtype, x->device));
+  DDPM_CHECK(ddpm_tensor_new(&mean, nm, ms, stat_dtype(x), x->device));
+  DDPM_CHECK(ddpm_tensor_new(&rstd, nm, ms, stat_dtype(x), x->device));
   {
     ddpm_call c = {.op = p->op, .nin = 3, .nout = 3, .in = {x, p->saved[3], p->saved[4]}, .out = {y, mean, rstd},
                    .i = {p->i[0]}, .f = {p->f[0]}};

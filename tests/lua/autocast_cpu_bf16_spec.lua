@@ -177,6 +177,28 @@ describe('bfloat16 elementwise, activation, norm and reduction ops on the CPU', 
     assert.are.equal(ddpm.float32, w.grad.dtype)
   end)
 
+  it('group_norm(+SiLU) on bf16 reads and writes bf16 natively: values and gradients match float64', function()
+    ddpm.manual_seed(9)
+    for _, fused in ipairs({ false, true }) do
+      local x64 = bf16_round(ddpm.randn(3, 8, 5, 7, { dtype = ddpm.float64 }))   -- odd spatial size: masked tails
+      local w64, b64 = bf16_round(ddpm.randn(8, { dtype = ddpm.float64 })), bf16_round(ddpm.randn(8, { dtype = ddpm.float64 }))
+      local g64 = bf16_round(ddpm.randn(3, 8, 5, 7, { dtype = ddpm.float64 }))
+      local fn = fused and F.group_norm_silu or F.group_norm
+      local xr, wr, br = x64:clone():requires_grad_(), w64:clone():requires_grad_(), b64:clone():requires_grad_()
+      fn(xr, 4, wr, br):backward(g64)
+      local x, w, b = bf(x64):requires_grad_(), w64:float():requires_grad_(), b64:float():requires_grad_()
+      local y = fn(x, 4, w, b)
+      assert.are.equal(ddpm.bfloat16, y.dtype)
+      close(y, fn(x64, 4, w64, b64))
+      y:backward(bf(g64))
+      assert.are.equal(ddpm.bfloat16, x.grad.dtype)
+      assert.are.equal(ddpm.float32, w.grad.dtype)
+      close(x.grad, xr.grad, 2e-2)
+      testing.assert_close(w.grad:double(), wr.grad, { rtol = 1e-4, atol = 1e-4 })
+      testing.assert_close(b.grad:double(), br.grad, { rtol = 1e-4, atol = 1e-4 })
+    end
+  end)
+
   it('sums (all, rows, bias-gradient columns) match float64 on rounded inputs', function()
     ddpm.manual_seed(6)
     local x64 = bf16_round(ddpm.randn(300, 40, { dtype = ddpm.float64 }))
@@ -229,7 +251,11 @@ ddpm.manual_seed(11)
 local a = ddpm.randn(4099):bfloat16()
 local c = ddpm.randn(4099):bfloat16()
 local F = ddpm.nn.functional
-for _, y in ipairs({ a + c, a * c, F.silu(a), F.gelu(a), a:sum(0, true) }) do
+local gx = ddpm.randn(2, 16, 9, 9):bfloat16():requires_grad_()
+local gw = ddpm.randn(16):requires_grad_()
+local gy = F.group_norm_silu(gx, 4, gw, gw)
+gy:backward(gy:detach())
+for _, y in ipairs({ a + c, a * c, F.silu(a), F.gelu(a), a:sum(0, true), gy, gx.grad }) do
   local yf = y:float()
   local yp = ffi.cast('uint32_t *', yf:data_ptr())
   local words = {}
@@ -274,9 +300,10 @@ describe('float32 <-> bfloat16 conversion', function()
 
   it('gives the same elementwise, activation and sum results with DDPM_CPU_ISA=generic', function()
     assert.are.equal(#fast, #generic)
-    -- conversions, add, mul and sum are bit for bit; SiLU/GELU (AVX-512 vs libm in float32) within one bf16 ulp
+    -- conversions, add, mul and sum are bit for bit; SiLU/GELU and group_norm+SiLU (AVX-512 vs libm
+    -- in float32) within one bf16 ulp
     for i = 1, 40010 do assert.are.equal(fast[i], generic[i]) end
-    for k, exact in ipairs({ true, true, false, false, true }) do
+    for k, exact in ipairs({ true, true, false, false, true, false, false }) do
       local lf, lg = fast[40010 + k], generic[40010 + k]
       if exact then
         assert.is_true(lf == lg, 'result ' .. k .. ' differs between the paths')
