@@ -319,3 +319,34 @@ describe('float32 <-> bfloat16 conversion', function()
     end
   end)
 end)
+
+describe("the reference UNet under autocast('cpu', bfloat16)", function()
+  local cfg = { sample_size = 16, in_channels = 3, out_channels = 3, layers_per_block = 2, block_out_channels = { 64, 128 },
+    down_block_types = { 'DownBlock2D', 'CrossAttnDownBlock2D' }, up_block_types = { 'CrossAttnUpBlock2D', 'UpBlock2D' },
+    encoder_hid_dim = 64, cross_attention_dim = 64 }
+  local function gen(s) return { generator = ddpm.Generator():manual_seed(s) } end
+
+  it('trains with float32 master weights: loss and gradients close to float32', function()
+    local m = ddpm.models.UNet2DConditionModel(cfg, gen(0))
+    local x, ehs = ddpm.randn(2, 3, 16, 16, gen(1)), ddpm.randn(2, 1, 64, gen(2))
+    local t, noise = ddpm.randint(0, 200, { 2 }, gen(3)), ddpm.randn(2, 3, 16, 16, gen(4))
+    local ref = F.mse_loss(m(x, t, ehs).sample, noise)
+    ref:backward()
+    local g32 = {}
+    for i, p in ipairs(m:parameters()) do g32[i] = p.grad:clone() end
+    m:zero_grad()
+    local loss = bf16_autocast(function() return F.mse_loss(m(x, t, ehs).sample, noise) end)
+    assert.are.equal(ddpm.float32, loss.dtype)
+    assert.is_true(math.abs(loss:item() - ref:item()) < 0.02 * ref:item(), loss:item() .. ' vs ' .. ref:item())
+    loss:backward()
+    local dot, n1, n2 = 0, 0, 0
+    for i, p in ipairs(m:parameters()) do
+      assert.are.equal(ddpm.float32, p.grad.dtype)
+      dot = dot + (p.grad * g32[i]):sum():item()
+      n1, n2 = n1 + (p.grad * p.grad):sum():item(), n2 + (g32[i] * g32[i]):sum():item()
+    end
+    local cos = dot / math.sqrt(n1 * n2)
+    assert.is_true(cos > 0.99, 'cosine of the bf16 and float32 gradients: ' .. cos)
+    ddpm.optim.Adam(m:parameters(), { lr = 1e-4 }):step()
+  end)
+end)
