@@ -48,39 +48,44 @@ static void gn_bwd_fast(int64_t lo, int64_t hi, void *vctx) {
   cpu_gn_bwd_f32(&c->k, lo, hi, dz);
 }
 
-/* bfloat16 activations (float32 weights and statistics): the AVX-512 kernel reads and writes them
- * directly; the portable path widens them into float32 scratch and rounds the results back */
+/* bfloat16 activations (float32 weights and statistics): x (and gx) and y (and gy) may each be
+ * bfloat16 or float32 (float32 y: group_norm under autocast, which computes in float32).  The
+ * AVX-512 kernel reads and writes them directly; the portable path widens the bf16 sides into
+ * float32 scratch and rounds the results back. */
 static float *widened(const ddpm_tensor *t, int64_t n) {
   float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
   if (f && t) cpu_bf16_to_f32((const uint16_t *)ddpm_ptr(t), f, n);
   return f;
 }
+static bool f32_or_bf16(int dt) { return dt == DDPM_FLOAT32 || dt == DDPM_BFLOAT16; }
 
 static int group_norm_fwd(ddpm_call *c, bool silu) {
-  ddpm_tensor *x = c->in[0];
-  bool half = x->dtype == DDPM_BFLOAT16;
+  ddpm_tensor *x = c->in[0], *y = c->out[0];
+  bool xh = x->dtype == DDPM_BFLOAT16, yh = y->dtype == DDPM_BFLOAT16, half = xh || yh;
+  if (half && !(f32_or_bf16(x->dtype) && f32_or_bf16(y->dtype)))
+    return DDPM_FAIL(DDPM_ERR_DTYPE, "group_norm: input %s and output %s: bfloat16 pairs with float32 only",
+                     ddpm_fmt_tensor(x), ddpm_fmt_tensor(y));
   if (!half) DDPM_TRY(cpu_nn_dtype("group_norm", x->dtype));
   int64_t N = x->shape[0], C = x->shape[1], G = c->i[0];
   int64_t S = (N * C) != 0 ? ddpm_tensor_numel(x) / (N * C) : 0;
   int64_t M = C / G * S;
   if ((x->dtype == DDPM_FLOAT32 || half) && cpu_fast_kernels()) {
-    cpu_gn_f32 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
-                    NULL, NULL, NULL, N, C, S, G, c->f[0], silu, half};
+    cpu_gn_f32 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(y), PTR(c->out[1]), PTR(c->out[2]),
+                    NULL, NULL, NULL, N, C, S, G, c->f[0], silu, xh, yh};
     cpu_parallel_for(N * G, grain_for(M), gn_fwd_fast, &k);
   } else if (half) {
     int64_t n = ddpm_tensor_numel(x);
-    float *xf = widened(x, n), *yf = widened(NULL, n);
-    if (!xf || !yf) {
-      free(xf);
-      free(yf);
-      return DDPM_FAIL(DDPM_ERR_OOM, "group_norm: out of memory for the float32 copy of a bfloat16 input");
+    float *xf = xh ? widened(x, n) : PTR(x), *yf = yh ? widened(NULL, n) : PTR(y);
+    if (xf && yf) {
+      gn_ctx_f32 k = {xf, PTR(c->in[1]), PTR(c->in[2]), NULL, yf, PTR(c->out[1]), PTR(c->out[2]),
+                      NULL, NULL, NULL, N, C, S, G, c->f[0], silu, 0};
+      cpu_parallel_for(N * G, grain_for(M), gn_fwd_range_f32, &k);
+      if (yh) cpu_f32_to_bf16(yf, (uint16_t *)ddpm_ptr(y), n);
     }
-    gn_ctx_f32 k = {xf, PTR(c->in[1]), PTR(c->in[2]), NULL, yf, PTR(c->out[1]), PTR(c->out[2]),
-                    NULL, NULL, NULL, N, C, S, G, c->f[0], silu, 0};
-    cpu_parallel_for(N * G, grain_for(M), gn_fwd_range_f32, &k);
-    cpu_f32_to_bf16(yf, (uint16_t *)ddpm_ptr(c->out[0]), n);
-    free(xf);
-    free(yf);
+    bool ok = xf && yf;
+    if (xh) free(xf);
+    if (yh) free(yf);
+    if (!ok) return DDPM_FAIL(DDPM_ERR_OOM, "group_norm: out of memory for float32 copies of bfloat16 tensors");
   } else if (x->dtype == DDPM_FLOAT32) {
     gn_ctx_f32 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
                     NULL, NULL, NULL, N, C, S, G, c->f[0], silu, 0};
@@ -106,12 +111,12 @@ static void reduce_partials(const double *p, int64_t N, int64_t C, void *out, in
 }
 
 int cpu_GROUP_NORM_BWD(ddpm_call *c) {
-  ddpm_tensor *gy = c->in[0], *x = c->in[1], *gw = c->out[1], *gb = c->out[2];
-  bool half = x->dtype == DDPM_BFLOAT16;
+  ddpm_tensor *gy = c->in[0], *x = c->in[1], *gx = c->out[0], *gw = c->out[1], *gb = c->out[2];
+  bool xh = x->dtype == DDPM_BFLOAT16, yh = gy->dtype == DDPM_BFLOAT16, half = xh || yh;
+  if (gx->dtype != x->dtype || (half ? !f32_or_bf16(x->dtype) || !f32_or_bf16(gy->dtype) : gy->dtype != x->dtype))
+    return DDPM_FAIL(DDPM_ERR_DTYPE, "group_norm backward: gradient %s, input %s and input gradient %s: one dtype, "
+                     "or bfloat16 with float32", ddpm_fmt_tensor(gy), ddpm_fmt_tensor(x), ddpm_fmt_tensor(gx));
   if (!half) DDPM_TRY(cpu_nn_dtype("group_norm backward", x->dtype));
-  if (gy->dtype != x->dtype || c->out[0]->dtype != x->dtype)
-    return DDPM_FAIL(DDPM_ERR_DTYPE, "group_norm backward: gradient %s and input %s must share a dtype",
-                     ddpm_fmt_tensor(gy), ddpm_fmt_tensor(x));
   int64_t N = x->shape[0], C = x->shape[1], G = c->i[0];
   int64_t S = (N * C) != 0 ? ddpm_tensor_numel(x) / (N * C) : 0;
   int64_t M = C / G * S;
@@ -122,24 +127,25 @@ int cpu_GROUP_NORM_BWD(ddpm_call *c) {
   if (!failed) {
     if ((x->dtype == DDPM_FLOAT32 || half) && cpu_fast_kernels()) {
       gn_bwd_fast_ctx k = {{PTR(x), PTR(c->in[4]), PTR(c->in[5]), PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]),
-                            PTR(c->out[0]), pdw, pdb, N, C, S, G, 0, silu, half},
+                            PTR(gx), pdw, pdb, N, C, S, G, 0, silu, xh, yh},
                            0};
       cpu_parallel_for(N * G, grain_for(M), gn_bwd_fast, &k);
       failed = k.failed;
     } else if (half) {
       int64_t n = ddpm_tensor_numel(x);
-      float *xf = widened(x, n), *gf = widened(gy, n), *gxf = widened(NULL, n);
+      float *xf = xh ? widened(x, n) : PTR(x), *gf = yh ? widened(gy, n) : PTR(gy);
+      float *gxf = xh ? widened(NULL, n) : PTR(gx);
       failed = !xf || !gf || !gxf;
       if (!failed) {
         gn_ctx_f32 k = {xf, PTR(c->in[4]), PTR(c->in[5]), gf, NULL, PTR(c->in[2]), PTR(c->in[3]),
                         gxf, pdw, pdb, N, C, S, G, 0, silu, 0};
         cpu_parallel_for(N * G, grain_for(M), gn_bwd_range_f32, &k);
         failed = k.failed;
-        if (!failed) cpu_f32_to_bf16(gxf, (uint16_t *)ddpm_ptr(c->out[0]), n);
+        if (!failed && xh) cpu_f32_to_bf16(gxf, (uint16_t *)ddpm_ptr(gx), n);
       }
-      free(xf);
-      free(gf);
-      free(gxf);
+      if (xh) free(xf);
+      if (yh) free(gf);
+      if (xh) free(gxf);
     } else if (x->dtype == DDPM_FLOAT32) {
       gn_ctx_f32 k = {PTR(x), PTR(c->in[4]), PTR(c->in[5]), PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]),
                       PTR(c->out[0]), pdw, pdb, N, C, S, G, 0, silu, 0};

@@ -53,7 +53,7 @@ FAST void cpu_gn_fwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi) {
   int64_t Cg = c->C / c->G, S = c->S, M = Cg * S;
   for (int64_t t = lo; t < hi; t++) {
     int64_t n = t / c->G, grp = t % c->G;
-    const bool h = c->half;
+    const bool h = c->xh;
     const int64_t g0 = (n * c->C + grp * Cg) * S;
     float mean, rstd;
     moments(h ? (const void *)((const uint16_t *)(const void *)c->x + g0) : (const void *)(c->x + g0), M, c->eps,
@@ -69,7 +69,7 @@ FAST void cpu_gn_fwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi) {
       for (int64_t k = 0; k < S; k += 16) {
         __mmask16 m = tail_mask(S - k);
         __m512 z = _mm512_fmadd_ps(ld(c->x, r0 + k, m, h), sc, sh);
-        st(c->y, r0 + k, m, c->silu ? vm_silu(z) : z, h);
+        st(c->y, r0 + k, m, c->silu ? vm_silu(z) : z, c->yh);
       }
     }
   }
@@ -83,11 +83,11 @@ FAST void cpu_gn_bwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi, float *dzb
   for (int64_t t = lo; t < hi; t++) {
     int64_t n = t / c->G, grp = t % c->G;
     int64_t base = (n * c->C + grp * Cg) * S;
-    const bool h = c->half;
-    /* dz: dy (at base in gy, bf16 when half) or, fused, the float32 dzbuf (from 0) */
+    const bool h = c->xh;
+    /* dz: dy (at base in gy, bf16 when yh) or, fused, the float32 dzbuf (from 0) */
     const void *dz = c->gy;
     int64_t dz0 = base;
-    bool dzh = h;
+    bool dzh = c->yh;
     float mean = c->mean[t], rstd = c->rstd[t];
     if (c->silu) { /* recompute z = group_norm(x) and form dz = dy silu'(z) */
       for (int64_t ci = 0; ci < Cg; ci++) {
@@ -100,7 +100,7 @@ FAST void cpu_gn_bwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi, float *dzb
         for (int64_t k = 0; k < S; k += 16) {
           __mmask16 m = tail_mask(S - k);
           __m512 z = _mm512_fmadd_ps(ld(c->x, r0 + k, m, h), sc, sh);
-          _mm512_mask_storeu_ps(dr + k, m, _mm512_mul_ps(ld(c->gy, r0 + k, m, h), vm_silu_d(z)));
+          _mm512_mask_storeu_ps(dr + k, m, _mm512_mul_ps(ld(c->gy, r0 + k, m, c->yh), vm_silu_d(z)));
         }
       }
       dz = dzbuf;

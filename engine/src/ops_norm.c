@@ -2,7 +2,8 @@
  * pass) and layer_norm, with explicit backward ops.
  *
  * Kernel conventions (every backend implements exactly these; all tensors contiguous, one dtype,
- * except that the CPU's group norm takes bfloat16 x/y/gy/gx with float32 w, b, mean, rstd, gw, gb):
+ * except that the CPU's group norm takes bfloat16 x/gx and y/gy (either side or both; the other side
+ * float32) with float32 w, b, mean, rstd, gw, gb):
  *   GROUP_NORM, GROUP_NORM_SILU
  *       in[0] x [N, C, *], in[1] w [C] or NULL, in[2] b [C] or NULL;
  *       out[0] y (x's shape; silu(group_norm) for the fused op), out[1] mean [N, G], out[2] rstd [N, G]
@@ -25,17 +26,17 @@ static int stat_dtype(const ddpm_tensor *x) {
   return x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU ? DDPM_FLOAT32 : x->dtype;
 }
 
-/* The shared forward of the norms, after their checks: contiguous operands, y and the per-row (or
- * per-group) mean and rstd of shape stat_shape, one kernel call, and the autograd record (x, mean,
+/* The shared forward of the norms, after their checks: contiguous operands, y (of dtype ydt) and the
+ * per-row (or per-group) mean and rstd of shape stat_shape, one kernel call, and the autograd record (x, mean,
  * rstd, w, b saved; i[0] the group count or row length, f[0] eps). */
 static int norm_forward(ddpm_tensor **out, int op, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b, int stat_ndim,
-                        const int64_t *stat_shape, int64_t param, double eps) {
+                        const int64_t *stat_shape, int64_t param, double eps, int ydt) {
   ddpm_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *rstd = NULL;
   int st = DDPM_OK;
   DDPM_CHECK(nn_contig(&xc, x));
   DDPM_CHECK(nn_contig(&wc, w));
   DDPM_CHECK(nn_contig(&bc, b));
-  DDPM_CHECK(ddpm_tensor_new(&y, x->ndim, x->shape, x->dtype, x->device));
+  DDPM_CHECK(ddpm_tensor_new(&y, x->ndim, x->shape, ydt, x->device));
   DDPM_CHECK(ddpm_tensor_new(&mean, stat_ndim, stat_shape, stat_dtype(x), x->device));
   DDPM_CHECK(ddpm_tensor_new(&rstd, stat_ndim, stat_shape, stat_dtype(x), x->device));
   {
@@ -66,10 +67,23 @@ done:
 
 /* ---- group norm --------------------------------------------------------------------------------------- */
 static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b,
-                           double eps) {
+                           double eps, bool f32out) {
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
-  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, group_norm_impl(out, op, ac_[0], G, ac_[1], ac_[2], eps), x, w,
+  /* autocast('cpu') runs group_norm in float32: a bfloat16 input is read as it is (its float32
+   * value is exact, so this equals casting it first) and the output is float32; no float32 copy
+   * of the activation is made, and the input gradient comes back in bfloat16 directly */
+  if (!f32out && ddpm_autocast_enabled(0) && x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU) {
+    ddpm_tensor *in[2] = {w, b}, *wide[2];
+    DDPM_TRY(nn_widen(2, in, wide));
+    unsigned ac = ddpm_autocast_mask;
+    ddpm_autocast_mask = 0;
+    int st = group_norm_impl(out, op, x, G, wide[0], wide[1], eps, true);
+    ddpm_autocast_mask = ac;
+    nn_release(2, wide);
+    return st;
+  }
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, group_norm_impl(out, op, ac_[0], G, ac_[1], ac_[2], eps, false), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
   /* bfloat16 on the CPU: the kernels read and write it directly, with float32 weight and bias (the
    * mixed types PyTorch's CPU norms take; half ones are widened here); float16 goes through
@@ -80,9 +94,9 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
     DDPM_TRY(nn_widen(3, in, wide));
     int st;
     if (mixed) {
-      st = group_norm_impl(out, op, x, G, wide[1], wide[2], eps);
+      st = group_norm_impl(out, op, x, G, wide[1], wide[2], eps, f32out);
     } else {
-      st = group_norm_impl(&y, op, wide[0], G, wide[1], wide[2], eps);
+      st = group_norm_impl(&y, op, wide[0], G, wide[1], wide[2], eps, false);
       if (!st) st = ddpm_cast(out, y, x->dtype);
     }
     ddpm_tensor_release(y);
@@ -110,15 +124,15 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
                        ddpm_fmt_tensor(pw[k]), (long long)C, ddpm_fmt_tensor(x));
   }
   int64_t ms[2] = {x->shape[0], G};
-  return norm_forward(out, op, x, w, b, 2, ms, G, eps);
+  return norm_forward(out, op, x, w, b, 2, ms, G, eps, f32out ? DDPM_FLOAT32 : x->dtype);
 }
 
 int ddpm_group_norm(ddpm_tensor **out, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b, double eps) {
-  return group_norm_impl(out, DDPM_OP_GROUP_NORM, x, G, w, b, eps);
+  return group_norm_impl(out, DDPM_OP_GROUP_NORM, x, G, w, b, eps, false);
 }
 int ddpm_group_norm_silu(ddpm_tensor **out, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b,
                          double eps) {
-  return group_norm_impl(out, DDPM_OP_GROUP_NORM_SILU, x, G, w, b, eps);
+  return group_norm_impl(out, DDPM_OP_GROUP_NORM_SILU, x, G, w, b, eps, false);
 }
 
 /* allocate gin[k] from the input's metadata when input k needs a gradient */
@@ -202,7 +216,7 @@ int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t 
   }
   int64_t D = ddpm_shape_numel(nnorm, nshape);
   int64_t rows = ddpm_shape_numel(x->ndim - nnorm, x->shape);
-  return norm_forward(out, DDPM_OP_LAYER_NORM, x, w, b, 1, &rows, D, eps);
+  return norm_forward(out, DDPM_OP_LAYER_NORM, x, w, b, 1, &rows, D, eps, x->dtype);
 }
 
 /* ---- replay ---------------------------------------------------------------------------------------------- */

@@ -199,6 +199,28 @@ describe('bfloat16 elementwise, activation, norm and reduction ops on the CPU', 
     end
   end)
 
+  it('group_norm(+SiLU) under autocast reads bf16 directly: exactly the cast-to-float32 result and gradients', function()
+    ddpm.manual_seed(10)
+    for _, fused in ipairs({ false, true }) do
+      local fn = fused and F.group_norm_silu or F.group_norm
+      local x0 = ddpm.randn(2, 16, 6, 5):bfloat16()
+      local w0, b0 = ddpm.randn(16), ddpm.randn(16)
+      local g = ddpm.randn(2, 16, 6, 5)
+      local x1, w1, b1 = x0:clone():requires_grad_(), w0:clone():requires_grad_(), b0:clone():requires_grad_()
+      local y1 = bf16_autocast(function() return fn(x1, 4, w1, b1) end)
+      assert.are.equal(ddpm.float32, y1.dtype)
+      y1:backward(g)
+      local x2, w2, b2 = x0:clone():requires_grad_(), w0:clone():requires_grad_(), b0:clone():requires_grad_()
+      local y2 = fn(x2:float(), 4, w2, b2)
+      y2:backward(g)
+      assert.are.equal(0, (y1 - y2):abs():max():item())
+      assert.are.equal(ddpm.bfloat16, x1.grad.dtype)
+      assert.are.equal(0, (x1.grad:float() - x2.grad:float()):abs():max():item())
+      assert.are.equal(0, (w1.grad - w2.grad):abs():max():item())
+      assert.are.equal(0, (b1.grad - b2.grad):abs():max():item())
+    end
+  end)
+
   it('sums (all, rows, bias-gradient columns) match float64 on rounded inputs', function()
     ddpm.manual_seed(6)
     local x64 = bf16_round(ddpm.randn(300, 40, { dtype = ddpm.float64 }))
