@@ -6,8 +6,8 @@
 #define DDPM_AUTOCAST_H
 #include "internal.h"
 
-/* LOWER_GPU: lower only tensors on a GPU (for ops whose CPU kernels have no half-type path, so
- * autocast('cpu') leaves them in float32: conv2d until the CPU has a bf16 convolution) */
+/* LOWER_GPU: lower only tensors on a GPU (the CPU's nn kernels, conv2d and attention, run in
+ * float32/float64 only, so autocast('cpu') leaves them in float32) */
 enum { DDPM_AUTOCAST_LOWER = 1, DDPM_AUTOCAST_FP32 = 2, DDPM_AUTOCAST_LOWER_GPU = 3 };
 
 /* nonzero when autocast is enabled for some device on this thread (cheap test for hooks) */
