@@ -26,7 +26,7 @@
 static int softmax_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int dim) {
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
-  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, softmax_impl(out, op, ac_[0], dim), x); /* autocast hook (cuda/autocast.h) */
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32_GPU, softmax_impl(out, op, ac_[0], dim), x); /* autocast hook (cuda/autocast.h) */
   if (nn_half_on_cpu(x)) { /* float32 inside (nn_common.h) */
     ddpm_tensor *wide = NULL, *y = NULL;
     DDPM_TRY(nn_widen(1, &x, &wide));

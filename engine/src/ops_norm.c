@@ -26,17 +26,17 @@ static int stat_dtype(const ddpm_tensor *x) {
   return x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU ? DDPM_FLOAT32 : x->dtype;
 }
 
-/* The shared forward of the norms, after their checks: contiguous operands, y (of dtype ydt) and the
- * per-row (or per-group) mean and rstd of shape stat_shape, one kernel call, and the autograd record (x, mean,
+/* The shared forward of the norms, after their checks: contiguous operands, y and the per-row (or
+ * per-group) mean and rstd of shape stat_shape, one kernel call, and the autograd record (x, mean,
  * rstd, w, b saved; i[0] the group count or row length, f[0] eps). */
 static int norm_forward(ddpm_tensor **out, int op, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b, int stat_ndim,
-                        const int64_t *stat_shape, int64_t param, double eps, int ydt) {
+                        const int64_t *stat_shape, int64_t param, double eps) {
   ddpm_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *rstd = NULL;
   int st = DDPM_OK;
   DDPM_CHECK(nn_contig(&xc, x));
   DDPM_CHECK(nn_contig(&wc, w));
   DDPM_CHECK(nn_contig(&bc, b));
-  DDPM_CHECK(ddpm_tensor_new(&y, x->ndim, x->shape, ydt, x->device));
+  DDPM_CHECK(ddpm_tensor_new(&y, x->ndim, x->shape, x->dtype, x->device));
   DDPM_CHECK(ddpm_tensor_new(&mean, stat_ndim, stat_shape, stat_dtype(x), x->device));
   DDPM_CHECK(ddpm_tensor_new(&rstd, stat_ndim, stat_shape, stat_dtype(x), x->device));
   {
@@ -67,23 +67,10 @@ done:
 
 /* ---- group norm --------------------------------------------------------------------------------------- */
 static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b,
-                           double eps, bool f32out) {
+                           double eps) {
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
-  /* autocast('cpu') runs group_norm in float32: a bfloat16 input is read as it is (its float32
-   * value is exact, so this equals casting it first) and the output is float32; no float32 copy
-   * of the activation is made, and the input gradient comes back in bfloat16 directly */
-  if (!f32out && ddpm_autocast_enabled(0) && x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU) {
-    ddpm_tensor *in[2] = {w, b}, *wide[2];
-    DDPM_TRY(nn_widen(2, in, wide));
-    unsigned ac = ddpm_autocast_mask;
-    ddpm_autocast_mask = 0;
-    int st = group_norm_impl(out, op, x, G, wide[0], wide[1], eps, true);
-    ddpm_autocast_mask = ac;
-    nn_release(2, wide);
-    return st;
-  }
-  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, group_norm_impl(out, op, ac_[0], G, ac_[1], ac_[2], eps, false), x, w,
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32_GPU, group_norm_impl(out, op, ac_[0], G, ac_[1], ac_[2], eps), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
   /* bfloat16 on the CPU: the kernels read and write it directly, with float32 weight and bias (the
    * mixed types PyTorch's CPU norms take; half ones are widened here); float16 goes through
@@ -94,9 +81,9 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
     DDPM_TRY(nn_widen(3, in, wide));
     int st;
     if (mixed) {
-      st = group_norm_impl(out, op, x, G, wide[1], wide[2], eps, f32out);
+      st = group_norm_impl(out, op, x, G, wide[1], wide[2], eps);
     } else {
-      st = group_norm_impl(&y, op, wide[0], G, wide[1], wide[2], eps, false);
+      st = group_norm_impl(&y, op, wide[0], G, wide[1], wide[2], eps);
       if (!st) st = ddpm_cast(out, y, x->dtype);
     }
     ddpm_tensor_release(y);
@@ -124,15 +111,15 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
                        ddpm_fmt_tensor(pw[k]), (long long)C, ddpm_fmt_tensor(x));
   }
   int64_t ms[2] = {x->shape[0], G};
-  return norm_forward(out, op, x, w, b, 2, ms, G, eps, f32out ? DDPM_FLOAT32 : x->dtype);
+  return norm_forward(out, op, x, w, b, 2, ms, G, eps);
 }
 
 int ddpm_group_norm(ddpm_tensor **out, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b, double eps) {
-  return group_norm_impl(out, DDPM_OP_GROUP_NORM, x, G, w, b, eps, false);
+  return group_norm_impl(out, DDPM_OP_GROUP_NORM, x, G, w, b, eps);
 }
 int ddpm_group_norm_silu(ddpm_tensor **out, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b,
                          double eps) {
-  return group_norm_impl(out, DDPM_OP_GROUP_NORM_SILU, x, G, w, b, eps, false);
+  return group_norm_impl(out, DDPM_OP_GROUP_NORM_SILU, x, G, w, b, eps);
 }
 
 /* allocate gin[k] from the input's metadata when input k needs a gradient */
@@ -182,7 +169,7 @@ int bw_GROUP_NORM_SILU(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t *nshape, ddpm_tensor *w,
                     ddpm_tensor *b, double eps) {
   DDPM_TRY(ddpm_check_tensor("layer_norm", "input", x));
-  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, ddpm_layer_norm(out, ac_[0], nnorm, nshape, ac_[1], ac_[2], eps), x, w,
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32_GPU, ddpm_layer_norm(out, ac_[0], nnorm, nshape, ac_[1], ac_[2], eps), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
   if (nn_half_on_cpu(x)) { /* float32 inside (nn_common.h); weight and bias may be float32 (mixed, as PyTorch) */
     ddpm_tensor *in[3] = {x, w, b}, *wide[3], *y = NULL;
@@ -216,7 +203,7 @@ int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t 
   }
   int64_t D = ddpm_shape_numel(nnorm, nshape);
   int64_t rows = ddpm_shape_numel(x->ndim - nnorm, x->shape);
-  return norm_forward(out, DDPM_OP_LAYER_NORM, x, w, b, 1, &rows, D, eps, x->dtype);
+  return norm_forward(out, DDPM_OP_LAYER_NORM, x, w, b, 1, &rows, D, eps);
 }
 
 /* ---- replay ---------------------------------------------------------------------------------------------- */
