@@ -178,7 +178,9 @@ static int prepare_mask(ddpm_tensor **out, ddpm_tensor *mask, ddpm_tensor *q, in
   ddpm_tensor *m = NULL, *c = NULL, *e = NULL;
   int st = DDPM_OK;
   DDPM_CHECK(ddpm_detach(&m, mask));
-  if (m->dtype != DDPM_BOOL && m->dtype != q->dtype) DDPM_CHECK(ddpm_cast(&c, m, q->dtype));
+  /* a float mask takes q's dtype; bfloat16 on the CPU computes in float32, so float32 there */
+  int mdt = q->dtype == DDPM_BFLOAT16 && q->device == DDPM_CPU ? DDPM_FLOAT32 : q->dtype;
+  if (m->dtype != DDPM_BOOL && m->dtype != mdt) DDPM_CHECK(ddpm_cast(&c, m, mdt));
   else {
     c = m;
     m = NULL;
@@ -192,10 +194,10 @@ done:
   return st;
 }
 
-/* bfloat16/float16 on the CPU: the CPU kernels compute in float32 (as PyTorch's CPU attention
- * does for half types), so q, k, v are widened through differentiable casts and the output is
- * rounded back; the gradients reach q, k, v in their own dtype.  The float32 copies cost little
- * next to the GEMMs at the UNet's sizes (8x8 maps, one-token cross-attention). */
+/* float16 on the CPU: the CPU kernels compute in float32 (as PyTorch's CPU attention does for half
+ * types), so q, k, v are widened through differentiable casts and the output is rounded back; the
+ * gradients reach q, k, v in their own dtype.  (bfloat16 needs no copies: the CPU kernel widens
+ * each head's matrices into float32 staging itself, engine/cpu/attention.c.) */
 static int sdpa_half_cpu(ddpm_tensor **out, ddpm_tensor *q, ddpm_tensor *k, ddpm_tensor *v, ddpm_tensor *mask,
                          double dropout_p, int is_causal, double scale, ddpm_generator *gen) {
   ddpm_tensor *q32 = NULL, *k32 = NULL, *v32 = NULL, *o32 = NULL;
@@ -233,7 +235,7 @@ int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_te
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "%s: dropout_p must be in [0, 1), got %g", op, dropout_p);
   if (is_causal && mask)
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "%s: pass either attn_mask or is_causal=true, not both", op);
-  if (q->device == DDPM_CPU && (q->dtype == DDPM_BFLOAT16 || q->dtype == DDPM_FLOAT16))
+  if (q->device == DDPM_CPU && q->dtype == DDPM_FLOAT16) /* bfloat16: the CPU kernel stages it itself */
     return sdpa_half_cpu(out, q, k, v, mask, dropout_p, is_causal, scale, gen);
   int nd = q->ndim;
   int64_t E = q->shape[nd - 1], Lq = q->shape[nd - 2], Lk = k->shape[nd - 2], Ev = v->shape[nd - 1];

@@ -117,6 +117,21 @@ describe('scaled_dot_product_attention on bfloat16 CPU tensors', function()
     check(3, 8, 64, 1, 16)
     check(2, 2, 7, 7, 5, { causal = true })
   end)
+  it('takes bool and float masks and dropout like float32', function()
+    ddpm.manual_seed(12)
+    local q64 = bf16_round(ddpm.randn(2, 3, 6, 8, { dtype = ddpm.float64 }))
+    local k64 = bf16_round(ddpm.randn(2, 3, 5, 8, { dtype = ddpm.float64 }))
+    local bmask = ddpm.rand(6, 5):gt(0.3)
+    local fmask = ddpm.randn(2, 1, 6, 5)
+    for _, m in ipairs({ bmask, fmask }) do
+      local o = F.scaled_dot_product_attention(bf(q64), bf(k64), bf(k64), m)
+      close(o, F.scaled_dot_product_attention(q64, k64, k64, m.dtype == ddpm.bool and m or m:double()))
+    end
+    local function drop(t) return F.scaled_dot_product_attention(t(q64), t(k64), t(k64),
+      { dropout_p = 0.3, generator = ddpm.Generator():manual_seed(5) }) end
+    close(drop(bf), drop(function(t) return t:float() end))
+  end)
+
   it('reads strided head views of a [B, L, H*D] projection', function()
     local x = ddpm.randn(2, 16, 32)
     local hv = function(t) return t:view(2, 16, 4, 8):permute(0, 2, 1, 3) end
