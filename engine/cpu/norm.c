@@ -167,10 +167,67 @@ int cpu_GROUP_NORM_BWD(ddpm_call *c) {
   return failed ? DDPM_FAIL(DDPM_ERR_OOM, "group_norm backward: out of memory for gradient partials") : DDPM_OK;
 }
 
+/* bfloat16 layer_norm (float32 weights and statistics): blocks of rows are widened into per-thread
+ * float32 staging, the float32 rows run on them, and the results are rounded back */
+typedef struct {
+  ln_ctx_f32 k; /* w, b, mean, rstd, rows, D, eps; x/y/gy/gx unused */
+  const uint16_t *x, *gy;
+  uint16_t *y, *gx;
+  int failed;
+} ln_bf16_ctx;
+
+static int64_t ln_block(int64_t D) { return D >= 4096 ? 1 : 4096 / (D ? D : 1); }
+
+static int ln_fwd_bf16(ln_bf16_ctx *c, int64_t lo, int64_t hi) {
+  int64_t D = c->k.D, nb = ln_block(D);
+  float *xs = cpu_scratch(3, sizeof(float) * (size_t)(2 * nb * D + 1));
+  if (!xs) return 1;
+  float *ys = xs + nb * D;
+  for (int64_t r0 = lo; r0 < hi; r0 += nb) {
+    int64_t n = hi - r0 < nb ? hi - r0 : nb;
+    cpu_bf16_to_f32(c->x + r0 * D, xs, n * D);
+    ln_ctx_f32 k = c->k;
+    k.x = xs, k.y = ys, k.mean = c->k.mean + r0, k.rstd = c->k.rstd + r0;
+    ln_fwd_range_f32(0, n, &k);
+    cpu_f32_to_bf16(ys, c->y + r0 * D, n * D);
+  }
+  return 0;
+}
+static void ln_fwd_bf16_range(int64_t lo, int64_t hi, void *vctx) {
+  ln_bf16_ctx *c = vctx;
+  if (ln_fwd_bf16(c, lo, hi)) {
+#pragma omp atomic write
+    c->failed = 1;
+  }
+}
+static int ln_bwd_bf16(ln_bf16_ctx *c, int64_t lo, int64_t hi, double *pw, double *pb) {
+  int64_t D = c->k.D, nb = ln_block(D);
+  float *xs = cpu_scratch(3, sizeof(float) * (size_t)(3 * nb * D + 1));
+  if (!xs) return 1;
+  float *gs = xs + nb * D, *gxs = gs + nb * D;
+  for (int64_t r0 = lo; r0 < hi; r0 += nb) {
+    int64_t n = hi - r0 < nb ? hi - r0 : nb;
+    cpu_bf16_to_f32(c->x + r0 * D, xs, n * D);
+    cpu_bf16_to_f32(c->gy + r0 * D, gs, n * D);
+    ln_ctx_f32 k = c->k;
+    k.x = xs, k.gy = gs, k.gx = c->gx ? gxs : NULL, k.mean = c->k.mean + r0, k.rstd = c->k.rstd + r0;
+    ln_bwd_rows_f32(&k, 0, n, pw, pb);
+    if (c->gx) cpu_f32_to_bf16(gxs, c->gx + r0 * D, n * D);
+  }
+  return 0;
+}
+
 int cpu_LAYER_NORM(ddpm_call *c) {
   ddpm_tensor *x = c->in[0];
-  DDPM_TRY(cpu_nn_dtype("layer_norm", x->dtype));
   int64_t D = c->i[0], rows = D ? ddpm_tensor_numel(x) / D : 0;
+  if (x->dtype == DDPM_BFLOAT16) {
+    ln_bf16_ctx k = {{NULL, PTR(c->in[1]), PTR(c->in[2]), NULL, NULL, PTR(c->out[1]), PTR(c->out[2]), NULL, NULL,
+                      NULL, rows, D, c->f[0]},
+                     PTR(x), NULL, PTR(c->out[0]), NULL, 0};
+    cpu_parallel_for(rows, grain_for(D), ln_fwd_bf16_range, &k);
+    return k.failed ? DDPM_FAIL(DDPM_ERR_OOM, "layer_norm: out of memory for staging buffers") : DDPM_OK;
+  }
+  DDPM_TRY(cpu_nn_dtype("layer_norm", x->dtype));
   if (x->dtype == DDPM_FLOAT32) {
     ln_ctx_f32 k = {PTR(x), PTR(c->in[1]), PTR(c->in[2]), NULL, PTR(c->out[0]), PTR(c->out[1]), PTR(c->out[2]),
                     NULL, NULL, NULL, rows, D, c->f[0]};
@@ -187,7 +244,11 @@ int cpu_LAYER_NORM(ddpm_call *c) {
  * partials are summed in thread order afterwards. */
 int cpu_LAYER_NORM_BWD(ddpm_call *c) {
   ddpm_tensor *gy = c->in[0], *x = c->in[1], *gw = c->out[1], *gb = c->out[2];
-  DDPM_TRY(cpu_nn_dtype("layer_norm backward", x->dtype));
+  bool half = x->dtype == DDPM_BFLOAT16;
+  if (!half) DDPM_TRY(cpu_nn_dtype("layer_norm backward", x->dtype));
+  if (gy->dtype != x->dtype || c->out[0]->dtype != x->dtype)
+    return DDPM_FAIL(DDPM_ERR_DTYPE, "layer_norm backward: gradient %s and input %s must share a dtype",
+                     ddpm_fmt_tensor(gy), ddpm_fmt_tensor(x));
   int64_t D = c->i[0], rows = D ? ddpm_tensor_numel(x) / D : 0;
   int T = cpu_nn_split(rows) && rows * D >= 16384 ? omp_get_max_threads() : 1;
   double *pdw = gw ? calloc((size_t)(T * D + 1), sizeof(double)) : NULL;
@@ -200,6 +261,9 @@ int cpu_LAYER_NORM_BWD(ddpm_call *c) {
   bool f32 = x->dtype == DDPM_FLOAT32;
   ln_ctx_f32 k32 = {PTR(x), PTR(c->in[4]), NULL, PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]), PTR(c->out[0]),
                     pdw, pdb, rows, D, 0};
+  ln_bf16_ctx kh = {{NULL, PTR(c->in[4]), NULL, NULL, NULL, PTR(c->in[2]), PTR(c->in[3]), NULL, NULL, NULL, rows, D, 0},
+                    PTR(x), PTR(gy), NULL, PTR(c->out[0]), 0};
+  int failed = 0;
   ln_ctx_f64 k64 = {PTR(x), PTR(c->in[4]), NULL, PTR(gy), NULL, PTR(c->in[2]), PTR(c->in[3]), PTR(c->out[0]),
                     pdw, pdb, rows, D, 0};
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -207,8 +271,21 @@ int cpu_LAYER_NORM_BWD(ddpm_call *c) {
     int t = omp_get_thread_num(), TT = omp_get_num_threads();
     int64_t lo = rows * t / TT, hi = rows * (t + 1) / TT;
     double *pw = pdw ? pdw + t * D : NULL, *pb = pdb ? pdb + t * D : NULL;
-    if (f32) ln_bwd_rows_f32(&k32, lo, hi, pw, pb);
-    else ln_bwd_rows_f64(&k64, lo, hi, pw, pb);
+    if (half) {
+      if (ln_bwd_bf16(&kh, lo, hi, pw, pb)) {
+#pragma omp atomic write
+        failed = 1;
+      }
+    } else if (f32) {
+      ln_bwd_rows_f32(&k32, lo, hi, pw, pb);
+    } else {
+      ln_bwd_rows_f64(&k64, lo, hi, pw, pb);
+    }
+  }
+  if (failed) {
+    free(pdw);
+    free(pdb);
+    return DDPM_FAIL(DDPM_ERR_OOM, "layer_norm backward: out of memory for staging buffers");
   }
   if (gw) reduce_partials(pdw, T, D, ddpm_ptr(gw), gw->dtype);
   if (gb) reduce_partials(pdb, T, D, ddpm_ptr(gb), gb->dtype);

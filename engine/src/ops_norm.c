@@ -2,8 +2,8 @@
  * pass) and layer_norm, with explicit backward ops.
  *
  * Kernel conventions (every backend implements exactly these; all tensors contiguous, one dtype,
- * except that the CPU's group norm takes bfloat16 x/gx and y/gy (either side or both; the other side
- * float32) with float32 w, b, mean, rstd, gw, gb):
+ * except that the CPU's norms take bfloat16 x, y, gy, gx with float32 w, b, mean, rstd, gw, gb; its
+ * group norm kernels also take one of the sides x/gx, y/gy in float32):
  *   GROUP_NORM, GROUP_NORM_SILU
  *       in[0] x [N, C, *], in[1] w [C] or NULL, in[2] b [C] or NULL;
  *       out[0] y (x's shape; silu(group_norm) for the fused op), out[1] mean [N, G], out[2] rstd [N, G]
@@ -171,11 +171,19 @@ int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t 
   DDPM_TRY(ddpm_check_tensor("layer_norm", "input", x));
   DDPM_AUTOCAST(DDPM_AUTOCAST_FP32_GPU, ddpm_layer_norm(out, ac_[0], nnorm, nshape, ac_[1], ac_[2], eps), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
-  if (nn_half_on_cpu(x)) { /* float32 inside (nn_common.h); weight and bias may be float32 (mixed, as PyTorch) */
+  /* bfloat16 on the CPU: the kernel stages it itself, with float32 weight and bias (half ones are
+   * widened here); float16 goes through float32 copies (nn_common.h) */
+  bool mixed = x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU;
+  if (nn_half_on_cpu(x) && (!mixed || nn_half_on_cpu(w) || nn_half_on_cpu(b))) {
     ddpm_tensor *in[3] = {x, w, b}, *wide[3], *y = NULL;
     DDPM_TRY(nn_widen(3, in, wide));
-    int st = ddpm_layer_norm(&y, wide[0], nnorm, nshape, wide[1], wide[2], eps);
-    if (!st) st = ddpm_cast(out, y, x->dtype);
+    int st;
+    if (mixed) {
+      st = ddpm_layer_norm(out, x, nnorm, nshape, wide[1], wide[2], eps);
+    } else {
+      st = ddpm_layer_norm(&y, wide[0], nnorm, nshape, wide[1], wide[2], eps);
+      if (!st) st = ddpm_cast(out, y, x->dtype);
+    }
     ddpm_tensor_release(y);
     nn_release(3, wide);
     return st;
@@ -194,7 +202,8 @@ int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t 
   const char *pn[2] = {"weight", "bias"};
   for (int k = 0; k < 2; k++) {
     if (!pw[k]) continue;
-    DDPM_TRY(nn_need_like("layer_norm", pn[k], pw[k], x));
+    if (mixed && pw[k]->dtype == DDPM_FLOAT32) DDPM_TRY(ddpm_check_same_device("layer_norm", x, pw[k]));
+    else DDPM_TRY(nn_need_like("layer_norm", pn[k], pw[k], x));
     bool same = pw[k]->ndim == nnorm;
     for (int d = 0; same && d < nnorm; d++) same = pw[k]->shape[d] == nshape[d];
     if (!same)

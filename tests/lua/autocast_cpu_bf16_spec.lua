@@ -247,6 +247,27 @@ describe('bfloat16 elementwise, activation, norm and reduction ops on the CPU', 
     end
   end)
 
+  it('layer_norm on bf16 (float32 weights): values and gradients match float64, rows in several blocks', function()
+    ddpm.manual_seed(13)
+    for _, D in ipairs({ 128, 37, 5000 }) do
+      local rows = D == 5000 and 3 or 75
+      local x64 = bf16_round(ddpm.randn(rows, D, { dtype = ddpm.float64 }))
+      local w64, b64 = bf16_round(ddpm.randn(D, { dtype = ddpm.float64 })), bf16_round(ddpm.randn(D, { dtype = ddpm.float64 }))
+      local g64 = bf16_round(ddpm.randn(rows, D, { dtype = ddpm.float64 }))
+      local xr, wr, br = x64:clone():requires_grad_(), w64:clone():requires_grad_(), b64:clone():requires_grad_()
+      F.layer_norm(xr, { D }, wr, br):backward(g64)
+      local x, w, b = bf(x64):requires_grad_(), w64:float():requires_grad_(), b64:float():requires_grad_()
+      local y = F.layer_norm(x, { D }, w, b)
+      assert.are.equal(ddpm.bfloat16, y.dtype)
+      close(y, F.layer_norm(x64, { D }, w64, b64), 3e-2)
+      y:backward(bf(g64))
+      assert.are.equal(ddpm.bfloat16, x.grad.dtype)
+      close(x.grad, xr.grad, 3e-2)
+      testing.assert_close(w.grad:double(), wr.grad, { rtol = 1e-4, atol = 1e-3 })
+      testing.assert_close(b.grad:double(), br.grad, { rtol = 1e-4, atol = 1e-3 })
+    end
+  end)
+
   it('sums (all, rows, bias-gradient columns) match float64 on rounded inputs', function()
     ddpm.manual_seed(6)
     local x64 = bf16_round(ddpm.randn(300, 40, { dtype = ddpm.float64 }))
