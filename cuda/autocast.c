@@ -43,14 +43,20 @@ static int target_of(int policy, const ddpm_tensor *t) {
   return to == t->dtype ? -1 : to;
 }
 
+/* the target of t under policy, FP32_GPU resolved per device */
+static int target_for(int policy, const ddpm_tensor *t) {
+  if (policy == DDPM_AUTOCAST_FP32_GPU) return t && t->device != DDPM_CPU ? target_of(DDPM_AUTOCAST_FP32, t) : -1;
+  return target_of(policy, t);
+}
+
 int ddpm_autocast_inputs(int policy, int n, ddpm_tensor *const *in, ddpm_tensor **cast, int *ncast) {
   *ncast = 0;
   int any = 0;
-  for (int k = 0; k < n; k++) any |= target_of(policy, in[k]) >= 0;
+  for (int k = 0; k < n; k++) any |= target_for(policy, in[k]) >= 0;
   if (!any) return DDPM_OK;
   for (int k = 0; k < n; k++) cast[k] = NULL;
   for (int k = 0; k < n; k++) {
-    int to = target_of(policy, in[k]);
+    int to = target_for(policy, in[k]);
     if (to < 0) {
       if (in[k]) ddpm_tensor_retain(in[k]);
       cast[k] = in[k];

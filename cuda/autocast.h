@@ -1,5 +1,6 @@
 /* autocast.h: the autocast cast policy, called from the entry points of the ops it covers
- * (matmul, bmm, linear lower their float32 inputs; sum/mean raise half inputs to float32).
+ * (matmul, bmm, linear and scaled_dot_product_attention lower their float32 inputs on every device;
+ * losses and sum/mean raise half inputs to float32, norms and softmax too on a GPU).
  * The state is thread-local and set from Lua through ddpm_autocast_set (lua/ddpm/autocast.lua). */
 #ifndef DDPM_AUTOCAST_H
 #define DDPM_AUTOCAST_H
@@ -10,6 +11,12 @@
  * the CPU only when its autocast dtype is bfloat16 (the CPU has bfloat16 kernels for these ops,
  * engine/cpu/gemm_bf16.c, but no float16 ones: autocast('cpu', float16) keeps them in float32). */
 enum { DDPM_AUTOCAST_LOWER = 1, DDPM_AUTOCAST_FP32 = 2, DDPM_AUTOCAST_LOWER_GPU = 3, DDPM_AUTOCAST_LOWER_BF16_CPU = 4 };
+
+/* FP32_GPU: float32 on a GPU (PyTorch's CUDA list); on the CPU the op takes its input's dtype,
+ * as PyTorch's CPU autocast, which lists neither the norms nor softmax (a bfloat16 activation
+ * stays bfloat16: the kernels compute in float32 and round once, where a float32 output would
+ * only be rounded by the next lowered op) */
+enum { DDPM_AUTOCAST_FP32_GPU = 5 };
 
 /* nonzero when autocast is enabled for some device on this thread (cheap test for hooks) */
 DDPM_INTERNAL extern _Thread_local unsigned ddpm_autocast_mask;

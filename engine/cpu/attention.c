@@ -6,6 +6,7 @@
  * strides (heads split off a [B, L, H*D] projection need no copy).  A single key (the UNet's
  * cross-attention on one label token) skips the GEMMs: P is 1 and o is v broadcast. */
 #include "nn_cpu.h"
+#include "bf16_convert.h"
 #include "random_map.h"
 #include <math.h>
 
@@ -73,8 +74,85 @@ static void geom_of(att_geom *g, ddpm_call *c, const ddpm_tensor *q, const ddpm_
 /* base pointers exclude the offset so att_off can add batch offsets to the storage start */
 #define BASE(t, T) ((t) ? (T *)(t)->storage->data + (t)->offset : NULL)
 
+/* bfloat16 q, k, v (and go; outputs bf16 too, a float mask float32): each (batch, head) pair's
+ * matrices are widened into float32 staging, the float32 code runs on them, and the outputs are
+ * rounded back, so the attention computes exactly as on float32 copies of the operands */
+typedef struct {
+  att_ctx_f32 c; /* geometry, mask, failure flag (its tensor pointers stay NULL) */
+  const uint16_t *q, *k, *v, *go;
+  uint16_t *o, *gq, *gk, *gv;
+} att_bf16_ctx;
+
+static void rows_f32(const uint16_t *src, int64_t ld, int64_t rows, int64_t cols, float *dst) {
+  for (int64_t r = 0; r < rows; r++) cpu_bf16_to_f32(src + r * ld, dst + r * cols, cols);
+}
+
+static void att_range_bf16(int64_t lo, int64_t hi, void *vctx) {
+  att_bf16_ctx *x = vctx;
+  const att_geom *g = &x->c.g;
+  int64_t Lq = g->Lq, Lk = g->Lk, E = g->E, Ev = g->Ev;
+  bool bwd = x->go != NULL;
+  size_t nf = (size_t)(Lq * E + Lk * E + Lk * Ev + Lq * Ev + (bwd ? Lq * E + Lk * E + Lk * Ev : 0));
+  float *buf = cpu_scratch(3, sizeof(float) * (nf ? nf : 1));
+  if (!buf) {
+#pragma omp atomic write
+    x->c.failed = 1;
+    return;
+  }
+  float *q = buf, *k = q + Lq * E, *v = k + Lk * E, *og = v + Lk * Ev; /* og: o, or go */
+  float *gq = og + Lq * Ev, *gk = gq + Lq * E, *gv = gk + Lk * E;
+  for (int64_t b = lo; b < hi; b++) {
+    rows_f32(x->q + att_off(&g->q, b, g->B1), g->q.ld, Lq, E, q);
+    rows_f32(x->k + att_off(&g->k, b, g->B1), g->k.ld, Lk, E, k);
+    rows_f32(x->v + att_off(&g->v, b, g->B1), g->v.ld, Lk, Ev, v);
+    att_mats_f32 m = {q, k, v, NULL, E, E, Ev, NULL, NULL, NULL, NULL};
+    if (bwd) {
+      cpu_bf16_to_f32(x->go + b * Lq * Ev, og, Lq * Ev);
+      m.go = og, m.gq = gq, m.gk = gk, m.gv = gv;
+      att_bwd_one_f32(&x->c, b, &m);
+      cpu_f32_to_bf16(gq, x->gq + b * Lq * E, Lq * E);
+      cpu_f32_to_bf16(gk, x->gk + b * Lk * E, Lk * E);
+      cpu_f32_to_bf16(gv, x->gv + b * Lk * Ev, Lk * Ev);
+    } else {
+      m.o = og;
+      att_fwd_one_f32(&x->c, b, &m);
+      cpu_f32_to_bf16(og, x->o + b * Lq * Ev, Lq * Ev);
+    }
+  }
+}
+
+static int run_bf16(ddpm_call *c, bool bwd, att_geom *g) {
+  ddpm_tensor *q = c->in[bwd], *k = c->in[bwd + 1], *v = c->in[bwd + 2];
+  att_bf16_ctx x = {{NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, *g, 0},
+                    BASE(q, const uint16_t), BASE(k, const uint16_t), BASE(v, const uint16_t), NULL, NULL, NULL, NULL,
+                    NULL};
+  if (bwd) {
+    x.go = BASE(c->in[0], const uint16_t);
+    x.gq = BASE(c->out[0], uint16_t);
+    x.gk = BASE(c->out[1], uint16_t);
+    x.gv = BASE(c->out[2], uint16_t);
+  } else {
+    x.o = BASE(c->out[0], uint16_t);
+  }
+  x.c.mask = bwd ? (c->nin > 5 ? c->in[5] : NULL) : c->in[3];
+  if (x.c.mask && x.c.mask->dtype != DDPM_BOOL && x.c.mask->dtype != DDPM_FLOAT32)
+    return DDPM_FAIL(DDPM_ERR_DTYPE, "scaled_dot_product_attention: a bfloat16 attention takes a bool or float32 "
+                     "mask, got %s", ddpm_fmt_tensor(x.c.mask));
+  if ((bwd ? NULL : c->out[1]) || (bwd && c->in[4]))
+    return DDPM_FAIL(DDPM_ERR_INTERNAL, "scaled_dot_product_attention: the CPU keeps no probabilities");
+  if (cpu_nn_split(g->B)) cpu_parallel_for(g->B, 1, att_range_bf16, &x);
+  else att_range_bf16(0, g->B, &x);
+  return x.c.failed ? DDPM_FAIL(DDPM_ERR_OOM, "scaled_dot_product_attention: out of memory for staging buffers")
+                    : DDPM_OK;
+}
+
 static int run(ddpm_call *c, bool bwd) {
   ddpm_tensor *q = c->in[bwd], *k = c->in[bwd + 1], *v = c->in[bwd + 2];
+  if (q->dtype == DDPM_BFLOAT16) {
+    att_geom g;
+    geom_of(&g, c, q, k, v);
+    return run_bf16(c, bwd, &g);
+  }
   DDPM_TRY(cpu_nn_dtype("scaled_dot_product_attention", q->dtype));
   att_geom g;
   geom_of(&g, c, q, k, v);

@@ -9,6 +9,28 @@ typedef struct {
   int failed;
 } SUF(att_ctx);
 
+/* the matrices of one (batch, head) pair: q, k, v with their row strides, go, and the outputs
+ * (o, or gq, gk, gv) contiguous; att_mats_of points them into the tensors, the bf16 path of
+ * attention.c into float32 staging */
+typedef struct {
+  const R *q, *k, *v, *go;
+  int64_t qld, kld, vld;
+  R *o, *gq, *gk, *gv;
+} SUF(att_mats);
+
+static void SUF(att_mats_of)(const SUF(att_ctx) *c, int64_t b, SUF(att_mats) *m) {
+  const att_geom *g = &c->g;
+  m->q = c->q + att_off(&g->q, b, g->B1);
+  m->k = c->k + att_off(&g->k, b, g->B1);
+  m->v = c->v + att_off(&g->v, b, g->B1);
+  m->qld = g->q.ld, m->kld = g->k.ld, m->vld = g->v.ld;
+  m->go = c->go ? c->go + b * g->Lq * g->Ev : NULL;
+  m->o = c->o ? c->o + b * g->Lq * g->Ev : NULL;
+  m->gq = c->gq ? c->gq + b * g->Lq * g->E : NULL;
+  m->gk = c->gk ? c->gk + b * g->Lk * g->E : NULL;
+  m->gv = c->gv ? c->gv + b * g->Lk * g->Ev : NULL;
+}
+
 /* additive mask value of (b, i, j): 0, -inf for dropped positions, or the float mask entry */
 static inline R SUF(mask_at)(const att_geom *g, const ddpm_tensor *mask, int64_t b, int64_t i, int64_t j) {
   R m = 0;
@@ -33,11 +55,10 @@ static void SUF(apply_dropout)(const att_geom *g, int64_t b, const R *P, R *Pd) 
 /* P[b] = softmax(scale q k^T + mask) for Lk > 1: the forward's probabilities, and the backward's
  * when they were not kept (the CPU recomputes them: a [Lq, Lk] GEMM per (batch, head) is cheaper
  * than holding every attention matrix of a network until its backward) */
-static void SUF(probs)(const SUF(att_ctx) *c, int64_t b, R *Pb) {
+static void SUF(probs)(const SUF(att_ctx) *c, int64_t b, const SUF(att_mats) *m, R *Pb) {
   const att_geom *g = &c->g;
   int64_t Lq = g->Lq, Lk = g->Lk, E = g->E;
-  const R *qb = c->q + att_off(&g->q, b, g->B1), *kb = c->k + att_off(&g->k, b, g->B1);
-  SUF(gemm)(false, true, Lq, Lk, E, (R)g->scale, qb, g->q.ld, kb, g->k.ld, 0, Pb, Lk);
+  SUF(gemm)(false, true, Lq, Lk, E, (R)g->scale, m->q, m->qld, m->k, m->kld, 0, Pb, Lk);
   for (int64_t i = 0; i < Lq; i++) {
     R *row = Pb + i * Lk;
     if (g->causal || c->mask)
@@ -46,11 +67,11 @@ static void SUF(probs)(const SUF(att_ctx) *c, int64_t b, R *Pb) {
   }
 }
 
-static void SUF(att_fwd_one)(SUF(att_ctx) *c, int64_t b) {
+static void SUF(att_fwd_one)(SUF(att_ctx) *c, int64_t b, const SUF(att_mats) *m) {
   const att_geom *g = &c->g;
   int64_t Lq = g->Lq, Lk = g->Lk, Ev = g->Ev;
-  const R *vb = c->v + att_off(&g->v, b, g->B1);
-  R *ob = c->o + b * Lq * Ev;
+  const R *vb = m->v;
+  R *ob = m->o;
   R *Pb = c->Pout ? c->Pout + b * Lq * Lk : cpu_scratch(0, sizeof(R) * (size_t)(Lq * Lk));
   R *Pd = g->p > 0 ? cpu_scratch(1, sizeof(R) * (size_t)(Lq * Lk)) : Pb;
   if (!Pb || !Pd) {
@@ -72,18 +93,17 @@ static void SUF(att_fwd_one)(SUF(att_ctx) *c, int64_t b) {
     }
     return;
   }
-  SUF(probs)(c, b, Pb);
+  SUF(probs)(c, b, m, Pb);
   if (g->p > 0) SUF(apply_dropout)(g, b, Pb, Pd);
-  SUF(gemm)(false, false, Lq, Ev, Lk, 1, Pd, Lk, vb, g->v.ld, 0, ob, Ev);
+  SUF(gemm)(false, false, Lq, Ev, Lk, 1, Pd, Lk, vb, m->vld, 0, ob, Ev);
 }
 
 /* gv = Pd^T go; dPd = go v^T; dP = dPd * drop; dS = P (dP - rowsum(dP P)); gq = s dS k; gk = s dS^T q */
-static void SUF(att_bwd_one)(SUF(att_ctx) *c, int64_t b) {
+static void SUF(att_bwd_one)(SUF(att_ctx) *c, int64_t b, const SUF(att_mats) *m) {
   const att_geom *g = &c->g;
   int64_t Lq = g->Lq, Lk = g->Lk, E = g->E, Ev = g->Ev;
-  const R *qb = c->q + att_off(&g->q, b, g->B1), *kb = c->k + att_off(&g->k, b, g->B1);
-  const R *vb = c->v + att_off(&g->v, b, g->B1), *gob = c->go + b * Lq * Ev;
-  R *gqb = c->gq + b * Lq * E, *gkb = c->gk + b * Lk * E, *gvb = c->gv + b * Lk * Ev;
+  const R *qb = m->q, *kb = m->k, *vb = m->v, *gob = m->go;
+  R *gqb = m->gq, *gkb = m->gk, *gvb = m->gv;
   R *dS = cpu_scratch(0, sizeof(R) * (size_t)(Lq * Lk));
   R *Pw = c->P ? NULL : cpu_scratch(2, sizeof(R) * (size_t)(Lq * Lk));
   const R *Pb = c->P ? c->P + b * Lq * Lk : Pw;
@@ -100,7 +120,7 @@ static void SUF(att_bwd_one)(SUF(att_ctx) *c, int64_t b) {
         Pw[i] = ISFIN(m) ? (R)1 : (R)NAN;
       }
     else
-      SUF(probs)(c, b, Pw);
+      SUF(probs)(c, b, m, Pw);
   }
   if (g->p > 0) SUF(apply_dropout)(g, b, Pb, Pd);
   SUF(gemm)(true, false, Lk, Ev, Lq, 1, Pd, Lk, gob, Ev, 0, gvb, Ev);
@@ -115,7 +135,7 @@ static void SUF(att_bwd_one)(SUF(att_ctx) *c, int64_t b) {
       return;
     }
   }
-  SUF(gemm)(false, true, Lq, Lk, Ev, 1, gob, Ev, vb, g->v.ld, 0, dS, Lk);
+  SUF(gemm)(false, true, Lq, Lk, Ev, 1, gob, Ev, vb, m->vld, 0, dS, Lk);
   R dscale = (R)(1.0 / (1.0 - g->p));
   for (int64_t i = 0; i < Lq; i++) {
     R *row = dS + i * Lk;
@@ -129,14 +149,16 @@ static void SUF(att_bwd_one)(SUF(att_ctx) *c, int64_t b) {
     R dr = (R)dot;
     for (int64_t j = 0; j < Lk; j++) row[j] = prow[j] * (row[j] - dr);
   }
-  SUF(gemm)(false, false, Lq, E, Lk, (R)g->scale, dS, Lk, kb, g->k.ld, 0, gqb, E);
-  SUF(gemm)(true, false, Lk, E, Lq, (R)g->scale, dS, Lk, qb, g->q.ld, 0, gkb, E);
+  SUF(gemm)(false, false, Lq, E, Lk, (R)g->scale, dS, Lk, kb, m->kld, 0, gqb, E);
+  SUF(gemm)(true, false, Lk, E, Lq, (R)g->scale, dS, Lk, qb, m->qld, 0, gkb, E);
 }
 
 static void SUF(att_range)(int64_t lo, int64_t hi, void *vctx) {
   SUF(att_ctx) *c = vctx;
   for (int64_t b = lo; b < hi; b++) {
-    if (c->go) SUF(att_bwd_one)(c, b);
-    else SUF(att_fwd_one)(c, b);
+    SUF(att_mats) m;
+    SUF(att_mats_of)(c, b, &m);
+    if (c->go) SUF(att_bwd_one)(c, b, &m);
+    else SUF(att_fwd_one)(c, b, &m);
   }
 }

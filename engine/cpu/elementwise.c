@@ -4,6 +4,7 @@
  * does on the CPU, and float32 computes in float so results match PyTorch's rounding. */
 #include "cpu.h"
 #include "activation_f32.h"
+#include "bf16_convert.h"
 #include <math.h>
 
 /* ---- per-dtype load/store ------------------------------------------------------------------ */
@@ -223,16 +224,70 @@ UNARY_ALL_OPS(GEN_U_ALL)
 UNARY_FLOAT_OPS(TAB_U_FLOAT)
 UNARY_ALL_OPS(TAB_U_ALL)
 
+/* bfloat16 through the float32 loop: chunks of every operand are widened into float32 buffers
+ * (vectorised, exact), the float32 loop runs on them, and the output chunk is rounded back.  The
+ * float32 loops compute in float exactly as the bf16 ones would (load, float arithmetic, one
+ * rounding at the store), so this changes speed, not results, except where the float32 loop is
+ * a faster kernel of its own (the AVX-512 SiLU/GELU), which differs from libm by float ulps. */
+#define VIA_CHUNK 256
+typedef struct {
+  cpu_loop_fn f32;
+  const void *ctx;
+  int nops;
+} via_ctx;
+static void via_f32_loop(char **p, const int64_t *s, int64_t n, const void *vctx) {
+  const via_ctx *v = vctx;
+  float buf[DDPM_MAX_IN + 1][VIA_CHUNK];
+  for (int64_t i0 = 0; i0 < n; i0 += VIA_CHUNK) {
+    int64_t m = n - i0 < VIA_CHUNK ? n - i0 : VIA_CHUNK;
+    char *q[DDPM_MAX_IN + 1];
+    int64_t qs[DDPM_MAX_IN + 1];
+    q[0] = (char *)buf[0];
+    qs[0] = 4;
+    for (int k = 1; k < v->nops; k++) {
+      q[k] = (char *)buf[k];
+      if (s[k] == 0) { /* broadcast operand: one value, stride 0 keeps the float32 loop's fast path */
+        buf[k][0] = ddpm_bf16_to_f32(*(const uint16_t *)p[k]);
+        qs[k] = 0;
+        continue;
+      }
+      qs[k] = 4;
+      const char *src = p[k] + i0 * s[k];
+      if (s[k] == 2) cpu_bf16_to_f32((const uint16_t *)src, buf[k], m);
+      else
+        for (int64_t i = 0; i < m; i++) buf[k][i] = ddpm_bf16_to_f32(*(const uint16_t *)(src + i * s[k]));
+    }
+    v->f32(q, qs, m, v->ctx);
+    char *dst = p[0] + i0 * s[0];
+    if (s[0] == 2) cpu_f32_to_bf16(buf[0], (uint16_t *)dst, m);
+    else
+      for (int64_t i = 0; i < m; i++) *(uint16_t *)(dst + i * s[0]) = ddpm_f32_to_bf16(buf[0][i]);
+  }
+}
+
+/* run fn over out[0], in[0..nops-1) with cpu_iter; a bf16 call whose operands all are bf16 goes
+ * through f32 (the float32 loop) when one is given */
+static int run_iter(ddpm_call *c, cpu_loop_fn fn, cpu_loop_fn f32, const void *ctx, int nops) {
+  ddpm_tensor *ops[DDPM_MAX_IN + 1] = {c->out[0]};
+  for (int k = 1; k < nops; k++) ops[k] = c->in[k - 1];
+  bool via = f32 != NULL;
+  for (int k = 0; k < nops && via; k++) via = ops[k]->dtype == DDPM_BFLOAT16;
+  cpu_iter it;
+  cpu_iter_init(&it, nops, ops);
+  if (via) {
+    via_ctx v = {f32, ctx, nops};
+    cpu_iter_run(&it, via_f32_loop, &v);
+  } else {
+    cpu_iter_run(&it, fn, ctx);
+  }
+  return DDPM_OK;
+}
+
 static int run_loop(ddpm_call *c, const cpu_loop_fn *tab, int nops, int dtype) {
   cpu_loop_fn fn = tab[dtype];
   if (!fn)
     return DDPM_FAIL(DDPM_ERR_DTYPE, "%s: no CPU kernel for dtype %s", ddpm_opname(c->op), ddpm_dname(dtype));
-  ddpm_tensor *ops[DDPM_MAX_IN + 1] = {c->out[0]};
-  for (int k = 1; k < nops; k++) ops[k] = c->in[k - 1];
-  cpu_iter it;
-  cpu_iter_init(&it, nops, ops);
-  cpu_iter_run(&it, fn, c->f);
-  return DDPM_OK;
+  return run_iter(c, fn, dtype == DDPM_BFLOAT16 ? tab[DDPM_FLOAT32] : NULL, c->f, nops);
 }
 
 #define UNARY_KERNEL(OP, TAB) \
@@ -283,16 +338,15 @@ static void act_bwd_f32_loop(char **p, const int64_t *s, int64_t n, const void *
     for (int64_t k = 0; k < m; k++) *(float *)(p[0] + (i0 + k) * s[0]) = g[k];
   }
 }
+/* float32, or bfloat16 through the float32 loop */
 static int run_act_f32(ddpm_call *c, int kind, bool bwd) {
-  ddpm_tensor *ops[3] = {c->out[0], c->in[0], bwd ? c->in[1] : NULL};
-  cpu_iter it;
-  cpu_iter_init(&it, bwd ? 3 : 2, ops);
-  cpu_iter_run(&it, bwd ? act_bwd_f32_loop : act_f32_loop, &kind);
-  return DDPM_OK;
+  cpu_loop_fn fn = bwd ? act_bwd_f32_loop : act_f32_loop;
+  return run_iter(c, fn, fn, &kind, bwd ? 3 : 2);
 }
+static bool act_f32_dtype(int dt) { return dt == DDPM_FLOAT32 || dt == DDPM_BFLOAT16; }
 
 int cpu_SILU(ddpm_call *c) {
-  if (c->in[0]->dtype == DDPM_FLOAT32) return run_act_f32(c, CPU_ACT_SILU, false);
+  if (act_f32_dtype(c->in[0]->dtype)) return run_act_f32(c, CPU_ACT_SILU, false);
   return run_loop(c, tab_u_silu, 2, c->in[0]->dtype);
 }
 UNARY_KERNEL(FLOOR, floor)
@@ -306,7 +360,7 @@ UNARY_KERNEL(POW_SCALAR, pow_s)
 UNARY_KERNEL(RPOW_SCALAR, rpow_s)
 UNARY_KERNEL(CLAMP, clamp)
 int cpu_GELU(ddpm_call *c) {
-  if (c->in[0]->dtype == DDPM_FLOAT32 && !c->i[0]) return run_act_f32(c, CPU_ACT_GELU, false);
+  if (act_f32_dtype(c->in[0]->dtype) && !c->i[0]) return run_act_f32(c, CPU_ACT_GELU, false);
   return run_loop(c, c->i[0] ? tab_u_gelu_tanh : tab_u_gelu_erf, 2, c->in[0]->dtype);
 }
 
@@ -410,7 +464,8 @@ ACTBW_OPS(TAB_A)
 
 int cpu_ACT_BWD(ddpm_call *c) {
   const cpu_loop_fn *tab = NULL;
-  if (c->out[0]->dtype == DDPM_FLOAT32 && c->in[0]->dtype == DDPM_FLOAT32 && c->in[1]->dtype == DDPM_FLOAT32) {
+  int dt = c->out[0]->dtype;
+  if (act_f32_dtype(dt) && c->in[0]->dtype == dt && c->in[1]->dtype == dt) {
     if (c->i[0] == DDPM_OP_SILU) return run_act_f32(c, CPU_ACT_SILU, true);
     if (c->i[0] == DDPM_OP_GELU && !c->i[1]) return run_act_f32(c, CPU_ACT_GELU, true);
   }
@@ -450,7 +505,11 @@ static void copy_same(char **p, const int64_t *s, int64_t n, const void *ctx) {
 typedef struct { int dst, src; } conv_ctx;
 static void copy_convert(char **p, const int64_t *s, int64_t n, const void *ctx) {
   const conv_ctx *cc = ctx;
-  if (cc->src == DDPM_FLOAT32 && cc->dst == DDPM_BFLOAT16) {
+  if (cc->src == DDPM_FLOAT32 && cc->dst == DDPM_BFLOAT16 && s[0] == 2 && s[1] == 4) {
+    cpu_f32_to_bf16((const float *)p[1], (uint16_t *)p[0], n);
+  } else if (cc->src == DDPM_BFLOAT16 && cc->dst == DDPM_FLOAT32 && s[0] == 4 && s[1] == 2) {
+    cpu_bf16_to_f32((const uint16_t *)p[1], (float *)p[0], n);
+  } else if (cc->src == DDPM_FLOAT32 && cc->dst == DDPM_BFLOAT16) {
     for (int64_t i = 0; i < n; i++) *(uint16_t *)(p[0] + i * s[0]) = ddpm_f32_to_bf16(*(const float *)(p[1] + i * s[1]));
   } else if (cc->src == DDPM_BFLOAT16 && cc->dst == DDPM_FLOAT32) {
     for (int64_t i = 0; i < n; i++) *(float *)(p[0] + i * s[0]) = ddpm_bf16_to_f32(*(const uint16_t *)(p[1] + i * s[1]));

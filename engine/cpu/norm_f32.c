@@ -5,6 +5,7 @@
  * is z = fma(x, scale, shift) in the plain and the fused op alike, so group_norm followed by silu
  * equals group_norm_silu bit for bit, forward and backward. */
 #include "norm_f32.h"
+#include "bf16_convert.h"
 #include "vmath_avx512.h"
 
 #define FAST __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
@@ -15,11 +16,21 @@ static inline __mmask16 tail_mask(int64_t left) {
 
 FAST static inline double hsum_pd(__m512d v) { return _mm512_reduce_add_pd(v); }
 
+/* element i.. of a float32 or (half) bfloat16 array, masked lanes zero */
+FAST static inline __m512 ld(const void *p, int64_t i, __mmask16 m, bool half) {
+  if (half) return cpu_bf16_unpack16(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
+  return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+}
+FAST static inline void st(void *p, int64_t i, __mmask16 m, __m512 v, bool half) {
+  if (half) _mm256_mask_storeu_epi16((uint16_t *)p + i, m, cpu_bf16_pack16(v));
+  else _mm512_mask_storeu_ps((float *)p + i, m, v);
+}
+
 /* mean and 1/sqrt(var + eps) of n floats: two passes, sums in 8 double lanes */
-FAST static void moments(const float *x, int64_t n, double eps, float *mean, float *rstd) {
+FAST static void moments(const void *x, int64_t n, double eps, float *mean, float *rstd, bool half) {
   __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
   for (int64_t i = 0; i < n; i += 16) {
-    __m512 v = _mm512_maskz_loadu_ps(tail_mask(n - i), x + i);
+    __m512 v = ld(x, i, tail_mask(n - i), half);
     s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
     s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
   }
@@ -27,7 +38,7 @@ FAST static void moments(const float *x, int64_t n, double eps, float *mean, flo
   __m512d mv = _mm512_set1_pd(m), v0 = _mm512_setzero_pd(), v1 = _mm512_setzero_pd();
   for (int64_t i = 0; i < n; i += 16) {
     __mmask16 k = tail_mask(n - i);
-    __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+    __m512 v = ld(x, i, k, half);
     __m512d d0 = _mm512_maskz_sub_pd((__mmask8)k, _mm512_cvtps_pd(_mm512_castps512_ps256(v)), mv);
     __m512d d1 = _mm512_maskz_sub_pd((__mmask8)(k >> 8), _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)), mv);
     v0 = _mm512_fmadd_pd(d0, d0, v0);
@@ -42,10 +53,11 @@ FAST void cpu_gn_fwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi) {
   int64_t Cg = c->C / c->G, S = c->S, M = Cg * S;
   for (int64_t t = lo; t < hi; t++) {
     int64_t n = t / c->G, grp = t % c->G;
-    const float *xg = c->x + (n * c->C + grp * Cg) * S;
-    float *yg = c->y + (n * c->C + grp * Cg) * S;
+    const bool h = c->xh;
+    const int64_t g0 = (n * c->C + grp * Cg) * S;
     float mean, rstd;
-    moments(xg, M, c->eps, &mean, &rstd);
+    moments(h ? (const void *)((const uint16_t *)(const void *)c->x + g0) : (const void *)(c->x + g0), M, c->eps,
+            &mean, &rstd, h);
     c->mean[t] = mean;
     c->rstd[t] = rstd;
     for (int64_t ci = 0; ci < Cg; ci++) {
@@ -53,12 +65,11 @@ FAST void cpu_gn_fwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi) {
       float scale = c->w ? rstd * c->w[ch] : rstd;
       float shift = (c->b ? c->b[ch] : 0.0f) - mean * scale;
       const __m512 sc = _mm512_set1_ps(scale), sh = _mm512_set1_ps(shift);
-      const float *xr = xg + ci * S;
-      float *yr = yg + ci * S;
+      const int64_t r0 = g0 + ci * S;
       for (int64_t k = 0; k < S; k += 16) {
         __mmask16 m = tail_mask(S - k);
-        __m512 z = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, xr + k), sc, sh);
-        _mm512_mask_storeu_ps(yr + k, m, c->silu ? vm_silu(z) : z);
+        __m512 z = _mm512_fmadd_ps(ld(c->x, r0 + k, m, h), sc, sh);
+        st(c->y, r0 + k, m, c->silu ? vm_silu(z) : z, c->yh);
       }
     }
   }
@@ -72,7 +83,11 @@ FAST void cpu_gn_bwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi, float *dzb
   for (int64_t t = lo; t < hi; t++) {
     int64_t n = t / c->G, grp = t % c->G;
     int64_t base = (n * c->C + grp * Cg) * S;
-    const float *xg = c->x + base, *dz = c->gy + base;
+    const bool h = c->xh;
+    /* dz: dy (at base in gy, bf16 when yh) or, fused, the float32 dzbuf (from 0) */
+    const void *dz = c->gy;
+    int64_t dz0 = base;
+    bool dzh = c->yh;
     float mean = c->mean[t], rstd = c->rstd[t];
     if (c->silu) { /* recompute z = group_norm(x) and form dz = dy silu'(z) */
       for (int64_t ci = 0; ci < Cg; ci++) {
@@ -80,25 +95,27 @@ FAST void cpu_gn_bwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi, float *dzb
         float scale = c->w ? rstd * c->w[ch] : rstd;
         float shift = (c->b ? c->b[ch] : 0.0f) - mean * scale;
         const __m512 sc = _mm512_set1_ps(scale), sh = _mm512_set1_ps(shift);
-        const float *xr = xg + ci * S, *gr = c->gy + base + ci * S;
+        const int64_t r0 = base + ci * S;
         float *dr = dzbuf + ci * S;
         for (int64_t k = 0; k < S; k += 16) {
           __mmask16 m = tail_mask(S - k);
-          __m512 z = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, xr + k), sc, sh);
-          _mm512_mask_storeu_ps(dr + k, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, gr + k), vm_silu_d(z)));
+          __m512 z = _mm512_fmadd_ps(ld(c->x, r0 + k, m, h), sc, sh);
+          _mm512_mask_storeu_ps(dr + k, m, _mm512_mul_ps(ld(c->gy, r0 + k, m, c->yh), vm_silu_d(z)));
         }
       }
       dz = dzbuf;
+      dz0 = 0;
+      dzh = false;
     }
     double A = 0, B = 0;
     for (int64_t ci = 0; ci < Cg; ci++) {
       int64_t ch = grp * Cg + ci;
-      const float *xr = xg + ci * S, *dr = dz + ci * S;
+      const int64_t r0 = base + ci * S, d0i = dz0 + ci * S;
       __m512d sy0 = _mm512_setzero_pd(), sy1 = _mm512_setzero_pd(), sx0 = _mm512_setzero_pd(),
               sx1 = _mm512_setzero_pd();
       for (int64_t k = 0; k < S; k += 16) {
         __mmask16 m = tail_mask(S - k);
-        __m512 d = _mm512_maskz_loadu_ps(m, dr + k), x = _mm512_maskz_loadu_ps(m, xr + k);
+        __m512 d = ld(dz, d0i + k, m, dzh), x = ld(c->x, r0 + k, m, h);
         __m512d d0 = _mm512_cvtps_pd(_mm512_castps512_ps256(d)), d1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(d, 1));
         sy0 = _mm512_add_pd(sy0, d0);
         sy1 = _mm512_add_pd(sy1, d1);
@@ -119,12 +136,11 @@ FAST void cpu_gn_bwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi, float *dzb
     for (int64_t ci = 0; ci < Cg; ci++) {
       int64_t ch = grp * Cg + ci;
       const __m512 a = _mm512_set1_ps((float)(r * (c->w ? c->w[ch] : 1.0)));
-      const float *xr = xg + ci * S, *dr = dz + ci * S;
-      float *gr = c->gx + base + ci * S;
+      const int64_t r0 = base + ci * S, d0i = dz0 + ci * S;
       for (int64_t k = 0; k < S; k += 16) {
         __mmask16 m = tail_mask(S - k);
-        __m512 v = _mm512_fmadd_ps(b2, _mm512_maskz_loadu_ps(m, xr + k), b3);
-        _mm512_mask_storeu_ps(gr + k, m, _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, dr + k), v));
+        __m512 v = _mm512_fmadd_ps(b2, ld(c->x, r0 + k, m, h), b3);
+        st(c->gx, r0 + k, m, _mm512_fmadd_ps(a, ld(dz, d0i + k, m, dzh), v), h);
       }
     }
   }

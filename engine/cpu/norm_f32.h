@@ -1,5 +1,6 @@
 /* norm_f32.h: the AVX-512 float32 group_norm (+SiLU) of norm_f32.c, used by norm.c when
- * cpu_fast_kernels(); its arguments mirror norm_impl.h's context. */
+ * cpu_fast_kernels(); its arguments mirror norm_impl.h's context.  With xh/yh set, the input or the
+ * output side is bfloat16, widened and rounded in registers (the arithmetic stays float32). */
 #ifndef DDPM_NORM_F32_H
 #define DDPM_NORM_F32_H
 #include "cpu.h"
@@ -12,6 +13,7 @@ typedef struct {
   int64_t N, C, S, G;
   double eps;
   bool silu;
+  bool xh, yh; /* x and gx (xh), y and gy (yh) hold bfloat16; w, b, mean, rstd stay float32 */
 } cpu_gn_f32;
 
 /* groups [lo, hi) of the flattened [N, G] */

@@ -80,6 +80,20 @@ static inline double sum_f64(const double *f, int64_t n) {
   return (a0 + a1) + (a2 + a3);
 }
 
+/* bfloat16 widens exactly to float, so its sum takes the float32 arithmetic */
+static inline double sum_bf16(const uint16_t *h, int64_t n) {
+  double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    a0 += ddpm_bf16_to_f32(h[i]);
+    a1 += ddpm_bf16_to_f32(h[i + 1]);
+    a2 += ddpm_bf16_to_f32(h[i + 2]);
+    a3 += ddpm_bf16_to_f32(h[i + 3]);
+  }
+  for (; i < n; i++) a0 += ddpm_bf16_to_f32(h[i]);
+  return (a0 + a1) + (a2 + a3);
+}
+
 /* Reduce elements [e0, e1) of the reduced sub-space that starts at base (in its row-major
  * order) into r; the range may start and end inside a row. */
 static void reduce_range(const red_plan *pl, const char *base, int64_t e0, int64_t e1, partial *r) {
@@ -99,6 +113,7 @@ static void reduce_range(const red_plan *pl, const char *base, int64_t e0, int64
     if (op == DDPM_OP_SUM) {
       if (dt == DDPM_FLOAT32 && istr == 4) r->acc += sum_f32((const float *)p, n);
       else if (dt == DDPM_FLOAT64 && istr == 8) r->acc += sum_f64((const double *)p, n);
+      else if (dt == DDPM_BFLOAT16 && istr == 2) r->acc += sum_bf16((const uint16_t *)p, n);
       else if (isint)
         for (int64_t i = 0; i < n; i++) r->iacc += ld_int(p + i * istr, dt);
       else

@@ -45,6 +45,32 @@ static inline int nn_need_like(const char *op, const char *what, const ddpm_tens
   return DDPM_OK;
 }
 
+/* Half types (bfloat16, float16) on the CPU: the CPU nn kernels compute in float32/float64, so an
+ * op given half tensors runs on float32 copies and rounds its output back to the input's dtype
+ * (PyTorch's CPU kernels compute half types in float too).  The casts are differentiable COPY
+ * nodes, so gradients reach the half tensors in their own dtype. */
+static inline bool nn_half_on_cpu(const ddpm_tensor *x) {
+  return x && x->device == DDPM_CPU && (x->dtype == DDPM_BFLOAT16 || x->dtype == DDPM_FLOAT16);
+}
+/* wide[k]: a float32 copy of in[k] when that is a half tensor, else in[k] retained (NULL stays NULL);
+ * release with nn_release */
+static inline int nn_widen(int n, ddpm_tensor *const *in, ddpm_tensor **wide) {
+  for (int k = 0; k < n; k++) wide[k] = NULL;
+  for (int k = 0; k < n; k++) {
+    if (nn_half_on_cpu(in[k])) {
+      int st = ddpm_cast(&wide[k], in[k], DDPM_FLOAT32);
+      if (st) {
+        for (int j = 0; j < k; j++) ddpm_tensor_release(wide[j]);
+        return st;
+      }
+    } else if (in[k]) {
+      ddpm_tensor_retain(in[k]);
+      wide[k] = in[k];
+    }
+  }
+  return DDPM_OK;
+}
+
 /* Attach node n to out after saving the given tensors (NULL entries keep their slot). */
 static inline int nn_record(ddpm_node *n, ddpm_tensor *out, int nsave, ddpm_tensor *const *save) {
   if (!n) return DDPM_OK;

@@ -26,7 +26,16 @@
 static int softmax_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int dim) {
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
-  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, softmax_impl(out, op, ac_[0], dim), x); /* autocast hook (cuda/autocast.h) */
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32_GPU, softmax_impl(out, op, ac_[0], dim), x); /* autocast hook (cuda/autocast.h) */
+  if (nn_half_on_cpu(x)) { /* float32 inside (nn_common.h) */
+    ddpm_tensor *wide = NULL, *y = NULL;
+    DDPM_TRY(nn_widen(1, &x, &wide));
+    int st = softmax_impl(&y, op, wide, dim);
+    if (!st) st = ddpm_cast(out, y, x->dtype);
+    ddpm_tensor_release(y);
+    ddpm_tensor_release(wide);
+    return st;
+  }
   DDPM_TRY(nn_need_float(name, "input", x));
   int d;
   DDPM_TRY(ddpm_wrap_dim(name, dim, x->ndim, &d));
@@ -169,7 +178,9 @@ static int prepare_mask(ddpm_tensor **out, ddpm_tensor *mask, ddpm_tensor *q, in
   ddpm_tensor *m = NULL, *c = NULL, *e = NULL;
   int st = DDPM_OK;
   DDPM_CHECK(ddpm_detach(&m, mask));
-  if (m->dtype != DDPM_BOOL && m->dtype != q->dtype) DDPM_CHECK(ddpm_cast(&c, m, q->dtype));
+  /* a float mask takes q's dtype; bfloat16 on the CPU computes in float32, so float32 there */
+  int mdt = q->dtype == DDPM_BFLOAT16 && q->device == DDPM_CPU ? DDPM_FLOAT32 : q->dtype;
+  if (m->dtype != DDPM_BOOL && m->dtype != mdt) DDPM_CHECK(ddpm_cast(&c, m, mdt));
   else {
     c = m;
     m = NULL;
@@ -183,18 +194,49 @@ done:
   return st;
 }
 
+/* float16 on the CPU: the CPU kernels compute in float32 (as PyTorch's CPU attention does for half
+ * types), so q, k, v are widened through differentiable casts and the output is rounded back; the
+ * gradients reach q, k, v in their own dtype.  (bfloat16 needs no copies: the CPU kernel widens
+ * each head's matrices into float32 staging itself, engine/cpu/attention.c.) */
+static int sdpa_half_cpu(ddpm_tensor **out, ddpm_tensor *q, ddpm_tensor *k, ddpm_tensor *v, ddpm_tensor *mask,
+                         double dropout_p, int is_causal, double scale, ddpm_generator *gen) {
+  ddpm_tensor *q32 = NULL, *k32 = NULL, *v32 = NULL, *o32 = NULL;
+  int st = DDPM_OK;
+  DDPM_CHECK(ddpm_cast(&q32, q, DDPM_FLOAT32));
+  DDPM_CHECK(ddpm_cast(&k32, k, DDPM_FLOAT32));
+  DDPM_CHECK(ddpm_cast(&v32, v, DDPM_FLOAT32));
+  {
+    /* autocast off inside, or it would lower the float32 copies straight back */
+    unsigned ac = ddpm_autocast_mask;
+    ddpm_autocast_mask = 0;
+    st = ddpm_scaled_dot_product_attention(&o32, q32, k32, v32, mask, dropout_p, is_causal, scale, gen);
+    ddpm_autocast_mask = ac;
+    if (st) goto done;
+  }
+  DDPM_CHECK(ddpm_cast(out, o32, q->dtype));
+done: {
+  ddpm_tensor *all[4] = {q32, k32, v32, o32};
+  nn_release(4, all);
+}
+  return st;
+}
+
 int ddpm_scaled_dot_product_attention(ddpm_tensor **out, ddpm_tensor *q, ddpm_tensor *k, ddpm_tensor *v,
                                       ddpm_tensor *mask, double dropout_p, int is_causal, double scale,
                                       ddpm_generator *gen) {
   const char *op = "scaled_dot_product_attention";
   DDPM_TRY(check_attention(q, k, v));
-  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER_GPU,
+  /* lowered on every device, as PyTorch's CPU and CUDA autocast lists both name it; half types
+   * on the CPU then take the float32 detour below */
+  DDPM_AUTOCAST(DDPM_AUTOCAST_LOWER,
                 ddpm_scaled_dot_product_attention(out, ac_[0], ac_[1], ac_[2], ac_[3], dropout_p, is_causal, scale, gen),
                 q, k, v, mask); /* autocast hook (cuda/autocast.h) */
   if (!(dropout_p >= 0 && dropout_p < 1))
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "%s: dropout_p must be in [0, 1), got %g", op, dropout_p);
   if (is_causal && mask)
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "%s: pass either attn_mask or is_causal=true, not both", op);
+  if (q->device == DDPM_CPU && q->dtype == DDPM_FLOAT16) /* bfloat16: the CPU kernel stages it itself */
+    return sdpa_half_cpu(out, q, k, v, mask, dropout_p, is_causal, scale, gen);
   int nd = q->ndim;
   int64_t E = q->shape[nd - 1], Lq = q->shape[nd - 2], Lk = k->shape[nd - 2], Ev = v->shape[nd - 1];
   if (isnan(scale)) scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;

@@ -1,7 +1,9 @@
 /* ops_norm.c: group_norm, group_norm_silu (the norm -> SiLU pair of every ResnetBlock2D in one
  * pass) and layer_norm, with explicit backward ops.
  *
- * Kernel conventions (every backend implements exactly these; all tensors contiguous, one dtype):
+ * Kernel conventions (every backend implements exactly these; all tensors contiguous, one dtype,
+ * except that the CPU's norms take bfloat16 x, y, gy, gx with float32 w, b, mean, rstd, gw, gb; its
+ * group norm kernels also take one of the sides x/gx, y/gy in float32):
  *   GROUP_NORM, GROUP_NORM_SILU
  *       in[0] x [N, C, *], in[1] w [C] or NULL, in[2] b [C] or NULL;
  *       out[0] y (x's shape; silu(group_norm) for the fused op), out[1] mean [N, G], out[2] rstd [N, G]
@@ -19,6 +21,11 @@
 #include "nn_common.h"
 #include "autocast.h" /* cuda/autocast.h: the autocast cast policy */
 
+/* mean/rstd: float32 for bfloat16 activations on the CPU (see the contract above), else x's dtype */
+static int stat_dtype(const ddpm_tensor *x) {
+  return x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU ? DDPM_FLOAT32 : x->dtype;
+}
+
 /* The shared forward of the norms, after their checks: contiguous operands, y and the per-row (or
  * per-group) mean and rstd of shape stat_shape, one kernel call, and the autograd record (x, mean,
  * rstd, w, b saved; i[0] the group count or row length, f[0] eps). */
@@ -30,8 +37,8 @@ static int norm_forward(ddpm_tensor **out, int op, ddpm_tensor *x, ddpm_tensor *
   DDPM_CHECK(nn_contig(&wc, w));
   DDPM_CHECK(nn_contig(&bc, b));
   DDPM_CHECK(ddpm_tensor_new(&y, x->ndim, x->shape, x->dtype, x->device));
-  DDPM_CHECK(ddpm_tensor_new(&mean, stat_ndim, stat_shape, x->dtype, x->device));
-  DDPM_CHECK(ddpm_tensor_new(&rstd, stat_ndim, stat_shape, x->dtype, x->device));
+  DDPM_CHECK(ddpm_tensor_new(&mean, stat_ndim, stat_shape, stat_dtype(x), x->device));
+  DDPM_CHECK(ddpm_tensor_new(&rstd, stat_ndim, stat_shape, stat_dtype(x), x->device));
   {
     ddpm_call c = {.op = op, .nin = 3, .nout = 3, .in = {xc, wc, bc}, .out = {y, mean, rstd}, .i = {param}, .f = {eps}};
     DDPM_CHECK(ddpm_dispatch(&c));
@@ -63,8 +70,26 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
                            double eps) {
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
-  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, group_norm_impl(out, op, ac_[0], G, ac_[1], ac_[2], eps), x, w,
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32_GPU, group_norm_impl(out, op, ac_[0], G, ac_[1], ac_[2], eps), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
+  /* bfloat16 on the CPU: the kernels read and write it directly, with float32 weight and bias (the
+   * mixed types PyTorch's CPU norms take; half ones are widened here); float16 goes through
+   * float32 copies (nn_common.h) */
+  bool mixed = x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU;
+  if (nn_half_on_cpu(x) && (!mixed || nn_half_on_cpu(w) || nn_half_on_cpu(b))) {
+    ddpm_tensor *in[3] = {x, w, b}, *wide[3], *y = NULL;
+    DDPM_TRY(nn_widen(3, in, wide));
+    int st;
+    if (mixed) {
+      st = group_norm_impl(out, op, x, G, wide[1], wide[2], eps);
+    } else {
+      st = group_norm_impl(&y, op, wide[0], G, wide[1], wide[2], eps);
+      if (!st) st = ddpm_cast(out, y, x->dtype);
+    }
+    ddpm_tensor_release(y);
+    nn_release(3, wide);
+    return st;
+  }
   if (x->ndim < 2)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "%s: expected an input [N, C, *] with at least 2 dims, got %s", name,
                      ddpm_fmt_tensor(x));
@@ -79,7 +104,8 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
   const char *pn[2] = {"weight", "bias"};
   for (int k = 0; k < 2; k++) {
     if (!pw[k]) continue;
-    DDPM_TRY(nn_need_like(name, pn[k], pw[k], x));
+    if (mixed && pw[k]->dtype == DDPM_FLOAT32) DDPM_TRY(ddpm_check_same_device(name, x, pw[k]));
+    else DDPM_TRY(nn_need_like(name, pn[k], pw[k], x));
     if (pw[k]->ndim != 1 || pw[k]->shape[0] != C)
       return DDPM_FAIL(DDPM_ERR_SHAPE, "%s: %s %s must be [%lld] (one value per channel of input %s)", name, pn[k],
                        ddpm_fmt_tensor(pw[k]), (long long)C, ddpm_fmt_tensor(x));
@@ -143,8 +169,25 @@ int bw_GROUP_NORM_SILU(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t *nshape, ddpm_tensor *w,
                     ddpm_tensor *b, double eps) {
   DDPM_TRY(ddpm_check_tensor("layer_norm", "input", x));
-  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32, ddpm_layer_norm(out, ac_[0], nnorm, nshape, ac_[1], ac_[2], eps), x, w,
+  DDPM_AUTOCAST(DDPM_AUTOCAST_FP32_GPU, ddpm_layer_norm(out, ac_[0], nnorm, nshape, ac_[1], ac_[2], eps), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
+  /* bfloat16 on the CPU: the kernel stages it itself, with float32 weight and bias (half ones are
+   * widened here); float16 goes through float32 copies (nn_common.h) */
+  bool mixed = x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU;
+  if (nn_half_on_cpu(x) && (!mixed || nn_half_on_cpu(w) || nn_half_on_cpu(b))) {
+    ddpm_tensor *in[3] = {x, w, b}, *wide[3], *y = NULL;
+    DDPM_TRY(nn_widen(3, in, wide));
+    int st;
+    if (mixed) {
+      st = ddpm_layer_norm(out, x, nnorm, nshape, wide[1], wide[2], eps);
+    } else {
+      st = ddpm_layer_norm(&y, wide[0], nnorm, nshape, wide[1], wide[2], eps);
+      if (!st) st = ddpm_cast(out, y, x->dtype);
+    }
+    ddpm_tensor_release(y);
+    nn_release(3, wide);
+    return st;
+  }
   DDPM_TRY(nn_need_float("layer_norm", "input", x));
   if (nnorm < 1 || nnorm > DDPM_MAX_DIMS || !nshape)
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "layer_norm: normalized_shape must list 1 to %d sizes, got %d", DDPM_MAX_DIMS,
@@ -159,7 +202,8 @@ int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t 
   const char *pn[2] = {"weight", "bias"};
   for (int k = 0; k < 2; k++) {
     if (!pw[k]) continue;
-    DDPM_TRY(nn_need_like("layer_norm", pn[k], pw[k], x));
+    if (mixed && pw[k]->dtype == DDPM_FLOAT32) DDPM_TRY(ddpm_check_same_device("layer_norm", x, pw[k]));
+    else DDPM_TRY(nn_need_like("layer_norm", pn[k], pw[k], x));
     bool same = pw[k]->ndim == nnorm;
     for (int d = 0; same && d < nnorm; d++) same = pw[k]->shape[d] == nshape[d];
     if (!same)
@@ -188,8 +232,8 @@ int ddpm_norm_replay(ddpm_node *p, ddpm_tensor **out) {
   int nm = p->op == DDPM_OP_LAYER_NORM ? 1 : 2;
   if (nm == 1) ms[0] = ddpm_tensor_numel(x) / (p->i[0] ? p->i[0] : 1);
   DDPM_CHECK(ddpm_tensor_new(&y, m->ndim, m->shape, m->dtype, m->device));
-  DDPM_CHECK(ddpm_tensor_new(&mean, nm, ms, x->dtype, x->device));
-  DDPM_CHECK(ddpm_tensor_new(&rstd, nm, ms, x->dtype, x->device));
+  DDPM_CHECK(ddpm_tensor_new(&mean, nm, ms, stat_dtype(x), x->device));
+  DDPM_CHECK(ddpm_tensor_new(&rstd, nm, ms, stat_dtype(x), x->device));
   {
     ddpm_call c = {.op = p->op, .nin = 3, .nout = 3, .in = {x, p->saved[3], p->saved[4]}, .out = {y, mean, rstd},
                    .i = {p->i[0]}, .f = {p->f[0]}};

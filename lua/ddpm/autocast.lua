@@ -1,10 +1,18 @@
--- autocast.lua: ddpm.autocast (≈ torch.autocast): run a function with mixed precision.
+-- autocast.lua: ddpm.autocast (≈ torch.autocast; also ddpm.amp.autocast): run a function with mixed
+-- precision.
 --   ddpm.autocast('cuda', {dtype=ddpm.bfloat16}, fn, ...)   -- returns fn's results
--- Inside, matmul/bmm/linear (and, as the nn families add them, conv2d and attention) cast their
--- float32 inputs to the autocast dtype; sum/mean (and norms, softmax, losses) run in float32.
--- Parameters stay float32 ("master weights"): the casts are differentiable, so their gradients
--- arrive in float32.  Scale float16 losses with ddpm.amp.GradScaler (bfloat16 needs no scaling).
--- The state is per thread, nests, and is restored when fn raises.  Run backward outside.
+--   ddpm.autocast('cpu', {dtype=ddpm.bfloat16}, fn, ...)    -- torch.autocast('cpu'): bfloat16 default
+-- Inside, matmul/bmm/linear, scaled_dot_product_attention and conv2d cast their float32 inputs to
+-- the autocast dtype (on the CPU conv2d stays float32 until the CPU has a bf16 convolution; the
+-- CPU's attention computes half inputs in float32 and returns the half type); the losses and
+-- sum/mean run in float32; group_norm, layer_norm and softmax run in float32 on a GPU (PyTorch's
+-- CUDA list) and keep their input's dtype on the CPU (PyTorch's CPU autocast lists them in neither
+-- list: a bfloat16 activation comes out bfloat16, computed in float32 with float32 weights and
+-- rounded once).  Elementwise ops follow type promotion (bf16 + float32 gives float32).
+-- float64 tensors are never cast.  Parameters stay float32 ("master weights"): the casts are
+-- differentiable, so their gradients arrive in float32.  Scale float16 losses with
+-- ddpm.amp.GradScaler (bfloat16 needs no scaling).  The state is per thread, nests, and is restored
+-- when fn raises.  Run backward outside.
 local F = require 'ddpm.ffi'
 local D = require 'ddpm.dtype'
 local C = F.C

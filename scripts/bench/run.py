@@ -8,7 +8,13 @@ RSS / peer peak RSS (< 1: ddpm-lua uses less). Prints a table, writes
 docs/benchmarks/results-<date>.json and the "latest results" section of docs/BENCHMARKS.md.
 Needs the peer (tests/peer/install.sh) and a built ddpm-lua (cmake --build build).
 
-  scripts/bench/run.sh [--quick] [--reps 3] [--threads N] [--only train_step,startup] [--ours-only]
+  scripts/bench/run.sh [--quick] [--reps 3] [--threads N] [--only train_step,startup] [--ours-only] [--bf16]
+
+The bf16 rows (train_step_bf16_b128, sample_step_bf16_b20: autocast('cpu', bfloat16) on both sides)
+run with --bf16 or when named in --only; each brings its fp32 row along, for the bf16/fp32 ratios.
+torch 1.13 (the default peer) cannot run diffusers under CPU autocast; for a PyTorch number use the
+torch 2.x peer for the whole run: tests/peer/install.sh --torch2, then
+  scripts/bench/run.sh --bf16 --only train_step_b128 --peer-python tests/peer/.venv-torch2/bin/python
 """
 import argparse
 import datetime
@@ -39,10 +45,29 @@ def measurements(quick):
          ["--batch", "128", "--steps", "2" if few else "3", "--warmup", "1", "--bf16"]),
         ("sample_step_b20", "sampling step, batch 20 (UNet + DDPM step)", "sample_step",
          ["--batch", "20", "--steps", "5" if few else "10", "--warmup", "2"]),
+        ("sample_step_bf16_b20", "sampling step, batch 20, bf16 autocast", "sample_step",
+         ["--batch", "20", "--steps", "5" if few else "10", "--warmup", "2", "--bf16"]),
         ("sample_full_20", "full sampling, 200 steps, 20 images", "sample_full",
          ["--per-class", "4", "--reps", "1", "--warmup", "1"]),
         ("startup", "process start to first UNet forward", "startup", []),
     ]
+
+
+def fp32_key(key):
+    """the fp32 row a bf16 row is compared with (train_step_bf16_b128 -> train_step_b128)"""
+    return key.replace("_bf16", "") if "_bf16" in key else None
+
+
+def select(all_m, only, bf16):
+    """the measurements to run: --only names (keys or script stems), else the fp32 set (plus the bf16
+    rows with --bf16); a bf16 row brings its fp32 row, so bf16/fp32 ratios come from the same run"""
+    def named(m):
+        if only:
+            return m[0] in only or (m[2] in only and ("_bf16" not in m[0] or bf16))
+        return "_bf16" not in m[0] or bf16
+    keys = {m[0] for m in all_m if named(m)}
+    keys |= {fp32_key(k) for k in list(keys) if fp32_key(k)}
+    return [m for m in all_m if m[0] in keys]
 
 
 def sh(cmd):
@@ -138,6 +163,21 @@ def fmt(v, spec):
     return format(v, spec) if isinstance(v, (int, float)) else "-"
 
 
+def add_vs_fp32(rows):
+    """bf16 rows get the seconds of their fp32 row and the speed-ups fp32/bf16 of each side"""
+    by = {r["key"]: r for r in rows}
+    for r in rows:
+        f = by.get(fp32_key(r["key"]) or "")
+        if not f:
+            continue
+        of, pf = f["ours"]["seconds"], f["peer"]["seconds"]
+        ob, pb = r["ours"]["seconds"], r["peer"]["seconds"]
+        r["vs_fp32"] = {"ours_fp32_seconds": of, "peer_fp32_seconds": pf,
+                        "ours_speedup": (of / ob) if (of and ob) else None,
+                        "peer_speedup": (pf / pb) if (pf and pb) else None}
+    return rows
+
+
 def table(rows):
     lines = ["| measurement | ddpm-lua s | peer s | speed ratio (peer/ours) | best-step ratio | CPU-time ratio "
              "| ddpm-lua img/s | peer img/s |",
@@ -156,6 +196,17 @@ def table(rows):
     if mem:
         lines.append("| peak RSS while training at batch 128 (MiB; ratio ours/peer) | %s | %s | %s | | | | |" % (
             fmt(mem["ours"]["peak_rss_mb"], ".0f"), fmt(mem["peer"]["peak_rss_mb"], ".0f"), fmt(mem["memory_ratio"], ".2f")))
+    bf = [r for r in rows if r.get("vs_fp32")]
+    if bf:
+        lines += ["", "| bf16 autocast vs fp32 (same run) | ddpm-lua fp32 s | ddpm-lua bf16 s | ddpm-lua speed-up "
+                  "(fp32/bf16) | peer fp32 s | peer bf16 s | peer speed-up (fp32/bf16) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in bf:
+            v = r["vs_fp32"]
+            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                r["label"], fmt(v["ours_fp32_seconds"], ".3f"), fmt(r["ours"]["seconds"], ".3f"),
+                fmt(v["ours_speedup"], ".2f"), fmt(v["peer_fp32_seconds"], ".3f"), fmt(r["peer"]["seconds"], ".3f"),
+                fmt(v["peer_speedup"], ".2f")))
     return "\n".join(lines)
 
 
@@ -207,6 +258,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--only", default="", help="comma-separated keys or script names (e.g. train_step,startup)")
     ap.add_argument("--ours-only", action="store_true", help="skip the peer (no ratios)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="add the bf16 autocast rows (train_step_bf16_b128, sample_step_bf16_b20) and their fp32 rows")
     ap.add_argument("--ddpm-lua", default=os.path.join(ROOT, "build", "ddpm-lua"))
     ap.add_argument("--peer-python", default=os.path.join(PEER, ".venv", "bin", "python"))
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per process")
@@ -225,7 +278,7 @@ def main():
     if not opts.ours_only and not os.access(opts.peer_python, os.X_OK):
         sys.exit(f"run.py: the peer is not installed ({opts.peer_python}); run tests/peer/install.sh or pass --ours-only")
     only = [s for s in opts.only.split(",") if s]
-    todo = [m for m in measurements(opts.quick) if not only or m[0] in only or m[2] in only]
+    todo = select(measurements(opts.quick), only, opts.bf16)
     impls = ["ours"] if opts.ours_only else ["ours", "peer"]
     command = " ".join(["scripts/bench/run.sh"] + [shlex.quote(a) for a in sys.argv[1:]])
     load_before = loadavg()
@@ -242,7 +295,7 @@ def main():
                 what = rec.get("error") or rec.get("unsupported") or "%.3f s (peak RSS %.0f MiB)" % (
                     rec["seconds"], rec.get("peak_rss_mb") or 0)
                 print(f"  rep {rep + 1}/{reps} {key:<22} {impl:<4} {what}   [{time.time() - t0:.0f} s wall]", flush=True)
-    rows = [summarize(key, label, runs[key]) for key, label, _, _ in todo]
+    rows = add_vs_fp32([summarize(key, label, runs[key]) for key, label, _, _ in todo])
     tbl = table(rows)
     print()
     print(tbl)
@@ -275,7 +328,7 @@ def main():
 def render(path):
     result = json.load(open(path))
     labels = {m[0]: m[1] for m in measurements(False)}
-    result["rows"] = [summarize(key, labels.get(key, key), runs) for key, runs in result["raw"].items()]
+    result["rows"] = add_vs_fp32([summarize(key, labels.get(key, key), runs) for key, runs in result["raw"].items()])
     result["json_path"] = path
     with open(path, "w") as f:
         json.dump(result, f, indent=1)

@@ -38,10 +38,16 @@ describe('scripts/bench', function()
     assert.are.equal(2, names.adam_step or names.adam)
   end)
 
-  it('train_step.lua --bf16 runs or says why it cannot', function()
+  it('train_step.lua and sample_step.lua --bf16 run under autocast("cpu", bfloat16)', function()
     local rec = run_bench('train_step.lua', '--batch 2 --steps 1 --warmup 0 --bf16')
-    assert.are.equal('train_step_bf16', rec.name)
-    if rec.unsupported == nil then check_record(rec, 'train_step_bf16', 2) else assert.is_string(rec.unsupported) end
+    assert.is_nil(rec.unsupported)
+    check_record(rec, 'train_step_bf16', 2)
+    assert.are.equal('bf16-autocast', rec.precision)
+    assert.is_true(rec.loss > 0)
+    local s = run_bench('sample_step.lua', '--batch 3 --steps 1 --warmup 0 --bf16')
+    assert.is_nil(s.unsupported)
+    check_record(s, 'sample_step_bf16', 3)
+    assert.are.equal('bf16-autocast', s.precision)
   end)
 
   it('sample_step.lua, sample_full.lua and startup.lua', function()
@@ -69,5 +75,17 @@ describe('scripts/bench', function()
     local r = H.sh(H.q(bench .. 'run.sh') .. ' --ours-only --only startup --threads 1 --no-write')
     assert.are.equal(0, r.status, r.stderr)
     assert.matches('| process start to first UNet forward | [%d.]+ | %- |', r.stdout)
+  end)
+
+  it('run.sh --only <a bf16 row> brings its fp32 row and the bf16/fp32 table', function()
+    if not H.have('/usr/bin/python3') then
+      pending('needs /usr/bin/python3 for scripts/bench/run.py')
+      return
+    end
+    local r = H.sh(H.q(bench .. 'run.sh') .. ' --ours-only --quick --only sample_step_bf16_b20 --threads 1 --no-write')
+    assert.are.equal(0, r.status, r.stderr)
+    assert.matches('2 measurements', r.stdout)
+    assert.matches('| sampling step, batch 20 %(UNet %+ DDPM step%) | [%d.]+ |', r.stdout)
+    assert.matches('| sampling step, batch 20, bf16 autocast | [%d.]+ | [%d.]+ | [%d.]+ | %- | %- | %- |', r.stdout)
   end)
 end)

@@ -3,7 +3,18 @@
 # reproducibly: Debian's python3-torch 1.13.1+dfsg-4 via apt, then tests/peer/.venv on /usr/bin/python3
 # with --system-site-packages and the pins of requirements.txt. Idempotent; prints what it did.
 # The peer is for side-by-side benchmarks (scripts/bench/run.sh); no test or CI step needs it.
+#   tests/peer/install.sh            the reference peer (torch 1.13, tests/peer/.venv)
+#   tests/peer/install.sh --torch2   also the opt-in torch 2.5.1 peer in tests/peer/.venv-torch2
+#                                    (requirements-torch2.txt: ~3 GB of CUDA wheels from PyPI), whose
+#                                    CPU autocast runs diffusers' GroupNorm: the fair bf16 peer
 set -euo pipefail
+torch2=0
+for a in "$@"; do
+  case "$a" in
+    --torch2) torch2=1 ;;
+    *) echo "usage: tests/peer/install.sh [--torch2]" >&2; exit 2 ;;
+  esac
+done
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="$here/.venv"
 req="$here/requirements.txt"
@@ -74,4 +85,29 @@ print("peer install: torch %s, diffusers %s, huggingface_hub %s, safetensors %s,
     torch.__version__, diffusers.__version__, huggingface_hub.__version__, safetensors.__version__,
     numpy.__version__, psutil.__version__))
 PY
+
+# 5. opt-in: the torch 2.x peer (its own venv: Debian's torch 1.13 must not be visible in it)
+if [ "$torch2" = 1 ]; then
+  venv2="$here/.venv-torch2"
+  req2="$here/requirements-torch2.txt"
+  if [ ! -x "$venv2/bin/python" ]; then
+    say "creating $venv2 (/usr/bin/python3 -m venv, no system site packages)"
+    /usr/bin/python3 -m venv "$venv2"
+  fi
+  stamp2="$venv2/.requirements.sha256"
+  want2="$(cat "$req" "$req2" | sha256sum | cut -d' ' -f1)"
+  if [ -f "$stamp2" ] && [ "$(cat "$stamp2")" = "$want2" ]; then
+    say "torch2 peer present (requirements unchanged)"
+  else
+    say "pip install --no-deps -r requirements-torch2.txt -r requirements.txt (torch 2.5.1 + CUDA 12 wheels, ~3 GB)"
+    "$venv2/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$req2" -r "$req"
+    echo "$want2" > "$stamp2"
+  fi
+  "$venv2/bin/python" - <<'PY'
+import sys, torch, diffusers
+print("peer install: torch2 peer: python %s, torch %s, diffusers %s (%s)" % (
+    sys.version.split()[0], torch.__version__, diffusers.__version__, sys.executable))
+PY
+  say "bf16 rows against it: scripts/bench/run.sh --peer-python tests/peer/.venv-torch2/bin/python --bf16"
+fi
 say "done; run benchmarks with scripts/bench/run.sh"

@@ -2,6 +2,8 @@
 # random timesteps, add_noise, label net + UNet forward, MSE on the noise, backward, Adam step.
 #   python train_step.py --batch 128 --steps 5 --warmup 2 [--threads N] [--bf16]
 # --bf16 runs the forward under torch.autocast("cpu", dtype=torch.bfloat16) (mixed precision on CPU).
+# torch 1.13 (the default peer) fails there inside diffusers' GroupNorm and reports "unsupported";
+# the torch 2.x peer (tests/peer/install.sh --torch2, tests/peer/.venv-torch2) runs it.
 import common
 from common import torch
 
