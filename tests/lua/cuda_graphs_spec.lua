@@ -157,6 +157,14 @@ describe('sampling with CUDA graphs (host emulation)', function()
 end)
 
 describe('--mixed-precision', function()
+  it('bf16 trains under CPU autocast with float32 master weights', function()
+    local t = make({ '--mixed-precision', 'bf16', '--no-ema' })
+    local l = run_steps(t, 2)
+    assert.are.equal(2, #l)
+    for _, v in ipairs(l) do assert.is_true(v == v and v > 0 and v < 10, tostring(v)) end
+    for _, p in ipairs(t.params) do assert.are.equal(ddpm.float32, p.dtype) end
+    assert.matches('mixed precision bf16', t:summary())
+  end)
   it('fp16 needs CUDA; an unknown precision is named', function()
     assert.has_error(function() make({ '--mixed-precision', 'fp16' }) end,
       '--mixed-precision fp16 needs --device cuda (the CPU autocast type is bf16: use --mixed-precision bf16)')
