@@ -17,7 +17,9 @@ local args = ddpm.cli.parse(arg, {
     { '--lr', type = 'number', default = 1e-4 },
     { '--max-steps', type = 'integer', default = 0, min = 0, help = 'stop after this many steps (0: no limit)' },
     { '--sample-steps', type = 'integer', default = 200, min = 1, help = 'denoising steps for the grid' },
-    { '--device', default = 'cpu', help = "'cpu' or 'cuda' (mixed precision on cuda, as the tutorial)" },
+    { '--device', default = 'cpu', help = "'cpu' or 'cuda'" },
+    { '--autocast', type = 'boolean', default = true,
+      help = "mixed precision as the tutorial's autocast(device): bfloat16 on either device (--no-autocast: float32)" },
     { '--seed', type = 'integer', default = 0 },
     { '--out', default = 'runs/tutorial', help = 'where the model and samples.png go' },
   } })
@@ -55,7 +57,8 @@ local optimizer = ddpm.optim.Adam(params, { lr = args.lr })
 local cuda = device:match('^cuda') ~= nil
 local scaler = ddpm.amp.GradScaler({ enabled = cuda })
 
--- with autocast(device): ... -- on the CPU the step runs in float32 (see docs/BENCHMARKS.md)
+-- with autocast(device): ... -- bfloat16 (PyTorch's CPU autocast type; on CUDA it saves the loss
+-- scaling float16 needs), float32 master weights
 local function forward_loss(noisy_images, timesteps, labels, noise)
   local noise_pred = unet(noisy_images, timesteps, emb_net(labels)).sample
   return F.mse_loss(noise_pred:float(), noise)
@@ -76,7 +79,7 @@ for epoch = 0, args.epochs - 1 do
     -- with autocast(device): noise_pred = unet(noisy_images, timesteps, emb_net(labels)).sample
     --                        loss = F.mse_loss(noise_pred, noise)
     local loss
-    if cuda then
+    if args.autocast then
       loss = ddpm.autocast(device, { dtype = ddpm.bfloat16 }, forward_loss, noisy_images, timesteps, labels, noise)
     else
       loss = forward_loss(noisy_images, timesteps, labels, noise)

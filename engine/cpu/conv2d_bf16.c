@@ -10,6 +10,7 @@
  * the threads as in conv2d.c. */
 #include "conv2d_geom.h"
 #include "gemm_avx512.h"
+#include "bf16_convert.h"
 #include "gemm_bf16.h"
 
 #define R float
@@ -176,7 +177,7 @@ static int bwd_input_image(const conv_geom *g, const uint16_t *gy, const uint16_
       DDPM_TRY(cpu_gemm_bf16(&a));
       col2im_f32(g, col, gxf, oh0, oh1);
     }
-    cpu_f32_to_bf16_row(gxf, gxg, g->Cg * g->HW);
+    cpu_f32_to_bf16(gxf, gxg, g->Cg * g->HW);
   }
   return DDPM_OK;
 }
@@ -227,7 +228,7 @@ int cpu_conv2d_fwd_bf16(const conv_geom *g0, const uint16_t *x, const uint16_t *
   if (b) { /* the bias joins the float32 sums, before the one rounding */
     bias_f = cpu_scratch(3, sizeof(float) * (size_t)g->O);
     if (!bias_f) return DDPM_FAIL(DDPM_ERR_OOM, "conv2d: out of memory for a bias of %lld floats", (long long)g->O);
-    cpu_bf16_to_f32_row(b, bias_f, g->O);
+    cpu_bf16_to_f32(b, bias_f, g->O);
   }
   uint32_t mbuf[SAME_MAX_WORDS], *masks = NULL;
   if (!g->direct && same_ok(g, 0, g->rows < g->Ho ? g->rows : g->Ho)) same_masks(g, masks = mbuf);
@@ -358,7 +359,7 @@ int cpu_conv2d_bwd_weight_bf16(const conv_geom *g0, const uint16_t *gy, const ui
         float *sum = part[0] + a; /* thread 0's partial collects the others over this slice */
         for (int k = 1; k < T; k++)
           for (int64_t e = 0; e < b - a; e++) sum[e] += part[k][a + e];
-        cpu_f32_to_bf16_row(sum, gw + a, b - a);
+        cpu_f32_to_bf16(sum, gw + a, b - a);
       }
       if (gb && t == 0)
         for (int64_t o = 0; o < g->O; o++) {

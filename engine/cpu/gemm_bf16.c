@@ -12,6 +12,7 @@
  * runs in blocks of 1152 (a 3x3 convolution of 128 channels in one block; 192 and 256 take two);
  * longer sums go through float32 C (or a float32 buffer when the output is bfloat16), so the
  * result is rounded to bfloat16 once, after the bias. */
+#include "bf16_convert.h" /* cpu_bf16_pack16: rounding as ddpm_f32_to_bf16 (VCVTNEPS2BF16 would flush denormals) */
 #include "gemm_bf16.h"
 #include "gemm_avx512.h" /* cpu_fast_kernels */
 #include <cpuid.h>
@@ -363,33 +364,6 @@ typedef struct {
 
 BF16_BEGIN
 
-/* round to nearest even exactly as ddpm_f32_to_bf16 (VCVTNEPS2BF16 would flush denormals) */
-static inline __m256i f32_to_bf16_16(__m512 v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i hi = _mm512_srli_epi32(u, 16);
-  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1))));
-  r = _mm512_srli_epi32(r, 16);
-  const __mmask16 nan =
-      _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
-  return _mm512_cvtepi32_epi16(r);
-}
-
-static void bf16_to_f32_avx(const uint16_t *src, float *dst, int64_t n) {
-  for (int64_t k = 0; k < n; k += 16) {
-    const __mmask16 m = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1u);
-    __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, src + k));
-    _mm512_mask_storeu_ps(dst + k, m, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
-  }
-}
-
-static void f32_to_bf16_avx(const float *src, uint16_t *dst, int64_t n) {
-  for (int64_t k = 0; k < n; k += 16) {
-    const __mmask16 m = n - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - k)) - 1u);
-    _mm256_mask_storeu_epi16(dst + k, m, f32_to_bf16_16(_mm512_maskz_loadu_ps(m, src + k)));
-  }
-}
-
 static int64_t strip_gather(const uint16_t *src0, int64_t bj, int64_t kpf, uint32_t *d) {
   const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                          _mm512_set1_epi32((int)(bj / 2)));
@@ -411,7 +385,7 @@ static void epilogue(const epi_t *e, const float *t, int64_t ldt, int64_t i0, in
       if (e->bias_n) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, e->bias_n + j));
       if (e->bias_m) v = _mm512_add_ps(v, bm);
       if (e->cf) _mm512_mask_storeu_ps(e->cf + i * e->ldo + j, m, v);
-      else _mm256_mask_storeu_epi16(e->cb + i * e->ldo + j, m, f32_to_bf16_16(v));
+      else _mm256_mask_storeu_epi16(e->cb + i * e->ldo + j, m, cpu_bf16_pack16(v));
     }
   }
 }
@@ -475,22 +449,6 @@ static void run_tile(const cpu_gemm_bf16_args *g, int amx, const epi_t *e, int64
 }
 
 BF16_END
-
-void cpu_bf16_to_f32_row(const uint16_t *src, float *dst, int64_t n) {
-  if (cpu_fast_kernels()) {
-    bf16_to_f32_avx(src, dst, n);
-    return;
-  }
-  for (int64_t k = 0; k < n; k++) dst[k] = bf(src[k]);
-}
-
-void cpu_f32_to_bf16_row(const float *src, uint16_t *dst, int64_t n) {
-  if (cpu_fast_kernels()) {
-    f32_to_bf16_avx(src, dst, n);
-    return;
-  }
-  for (int64_t k = 0; k < n; k++) dst[k] = ddpm_f32_to_bf16(src[k]);
-}
 
 /* ---- driver -------------------------------------------------------------------------------- */
 

@@ -45,6 +45,4 @@ typedef struct {
 DDPM_INTERNAL int cpu_gemm_bf16(const cpu_gemm_bf16_args *g);
 
 /* dst[k] = src[k] converted (bfloat16 rounded to nearest even, NaN kept quiet, as ddpm_f32_to_bf16) */
-DDPM_INTERNAL void cpu_bf16_to_f32_row(const uint16_t *src, float *dst, int64_t n);
-DDPM_INTERNAL void cpu_f32_to_bf16_row(const float *src, uint16_t *dst, int64_t n);
 #endif

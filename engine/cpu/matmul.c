@@ -4,6 +4,7 @@
  * float32 copies; many small matrices run one per thread with single-threaded GEMM calls. */
 #include "cpu.h"
 #include "gemm_avx512.h"
+#include "bf16_convert.h"
 #include "gemm_bf16.h"
 #include "nn_cpu.h"
 #include <cblas.h>
@@ -154,7 +155,7 @@ static int linear_bf16(ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *bias, ddpm_t
   if (bias) {
     bf = cpu_scratch(3, sizeof(float) * (size_t)N);
     if (!bf) return DDPM_FAIL(DDPM_ERR_OOM, "linear: out of memory for a bias of %lld floats", (long long)N);
-    if (bias->strides[0] == 1) cpu_bf16_to_f32_row((const uint16_t *)ddpm_ptr(bias), bf, N);
+    if (bias->strides[0] == 1) cpu_bf16_to_f32((const uint16_t *)ddpm_ptr(bias), bf, N);
     else
       for (int64_t j = 0; j < N; j++) bf[j] = ddpm_bf16_to_f32(((const uint16_t *)ddpm_ptr(bias))[j * bias->strides[0]]);
   }

@@ -3,8 +3,9 @@
 --   ddpm.autocast('cuda', {dtype=ddpm.bfloat16}, fn, ...)   -- returns fn's results
 --   ddpm.autocast('cpu', {dtype=ddpm.bfloat16}, fn, ...)    -- torch.autocast('cpu'): bfloat16 default
 -- Inside, matmul/bmm/linear, scaled_dot_product_attention and conv2d cast their float32 inputs to
--- the autocast dtype (on the CPU conv2d stays float32 until the CPU has a bf16 convolution; the
--- CPU's attention computes half inputs in float32 and returns the half type); the losses and
+-- the autocast dtype (on the CPU: bfloat16 GEMMs and convolutions on AMX / AVX512-BF16, conv2d
+-- stays float32 under float16 autocast, attention computes half inputs in float32 and returns the
+-- half type); the losses and
 -- sum/mean run in float32; group_norm, layer_norm and softmax run in float32 on a GPU (PyTorch's
 -- CUDA list) and keep their input's dtype on the CPU (PyTorch's CPU autocast lists them in neither
 -- list: a bfloat16 activation comes out bfloat16, computed in float32 with float32 weights and
