@@ -30,6 +30,10 @@ backends.cuda = {
 }
 backends.cudnn = switches({ allow_tf32 = FLAG.cudnn_tf32, benchmark = FLAG.cudnn_benchmark }, 'ddpm.backends.cudnn')
 
+-- ddpm.backends.cpu.bf16_kernel(): which bfloat16 GEMM CPU autocast uses here: 'amx' (AMX tiles),
+-- 'avx512_bf16' or 'generic' (chosen at run time; DDPM_CPU_ISA=avx512 / generic force the others)
+backends.cpu = { bf16_kernel = function() return require('ffi').string(C.ddpm_cpu_bf16_kernel()) end }
+
 -- torch.set_float32_matmul_precision: 'highest' (float32) or 'high'/'medium' (TF32)
 function backends.set_float32_matmul_precision(p)
   if p ~= 'highest' and p ~= 'high' and p ~= 'medium' then

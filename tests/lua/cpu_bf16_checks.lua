@@ -7,7 +7,7 @@ local F = ddpm.nn.functional
 
 local M = {}
 
-function M.kernel() return ffi.string(require('ddpm.ffi').C.ddpm_cpu_bf16_kernel()) end
+function M.kernel() return ddpm.backends.cpu.bf16_kernel() end
 
 -- |a - r| <= tol * max|r| elementwise, r the float64 reference
 function M.near(a, r, tol, what)
