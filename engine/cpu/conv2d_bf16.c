@@ -221,6 +221,59 @@ static size_t col_bytes(const conv_geom *g, size_t elem) {
  * the shifted-plane packing (same_ok) usable */
 static void whole_image_rows(conv_geom *g) { g->rows = g->Ho > 0 ? g->Ho : 1; }
 
+/* run one(ctx, n, first, s0, s1) for every image n, the images split over the threads when that
+ * pays (cpu_nn_split); s0/s1 are per-thread scratch buffers of s0b/s1b bytes (NULL when 0); first
+ * is true for a thread's first image.  Returns nonzero when a buffer or a call failed. */
+typedef int (*image_fn)(void *ctx, int64_t n, bool first, void *s0, void *s1);
+static int each_image(const conv_geom *g, image_fn one, void *ctx, size_t s0b, size_t s1b) {
+  int failed = 0;
+  bool split = cpu_nn_split(g->N);
+#pragma omp parallel if (split)
+  {
+    void *s0 = s0b ? cpu_scratch(0, s0b) : NULL, *s1 = s1b ? cpu_scratch(1, s1b) : NULL;
+    int64_t lo = 0, hi = g->N;
+    if (split) {
+      int t = omp_get_thread_num(), T = omp_get_num_threads();
+      lo = g->N * t / T;
+      hi = g->N * (t + 1) / T;
+    }
+    for (int64_t n = lo; n < hi; n++) {
+      int bad;
+#pragma omp atomic read
+      bad = failed;
+      if (bad || (s0b && !s0) || (s1b && !s1) || one(ctx, n, n > lo, s0, s1)) {
+#pragma omp atomic write
+        failed = 1;
+        break;
+      }
+    }
+  }
+  return failed;
+}
+
+typedef struct {
+  const conv_geom *g;
+  const uint16_t *x, *w;
+  const float *bias_f;
+  uint16_t *y;
+  const uint32_t *masks;
+} fwd_ctx;
+static int fwd_one(void *vc, int64_t n, bool later, void *s0, void *s1) {
+  (void)s0, (void)s1;
+  fwd_ctx *c = vc;
+  return fwd_image(c->g, c->x, c->w, c->bias_f, c->y, n, later, c->masks);
+}
+
+typedef struct {
+  const conv_geom *g;
+  const uint16_t *gy, *w;
+  uint16_t *gx;
+} bwd_ctx;
+static int bwd_one(void *vc, int64_t n, bool later, void *col, void *gxf) {
+  bwd_ctx *c = vc;
+  return bwd_input_image(c->g, c->gy, c->w, c->gx, n, col, gxf, later);
+}
+
 int cpu_conv2d_fwd_bf16(const conv_geom *g0, const uint16_t *x, const uint16_t *w, const uint16_t *b, uint16_t *y) {
   conv_geom gw = *g0, *g = &gw;
   whole_image_rows(g);
@@ -232,27 +285,8 @@ int cpu_conv2d_fwd_bf16(const conv_geom *g0, const uint16_t *x, const uint16_t *
   }
   uint32_t mbuf[SAME_MAX_WORDS], *masks = NULL;
   if (!g->direct && same_ok(g, 0, g->rows < g->Ho ? g->rows : g->Ho)) same_masks(g, masks = mbuf);
-  int failed = 0;
-  bool split = cpu_nn_split(g->N);
-#pragma omp parallel if (split)
-  {
-    int64_t lo = 0, hi = g->N;
-    if (split) {
-      int t = omp_get_thread_num(), T = omp_get_num_threads();
-      lo = g->N * t / T;
-      hi = g->N * (t + 1) / T;
-    }
-    for (int64_t n = lo; n < hi; n++) {
-      int bad;
-#pragma omp atomic read
-      bad = failed;
-      if (bad || fwd_image(g, x, w, bias_f, y, n, n > lo, masks)) {
-#pragma omp atomic write
-        failed = 1;
-        break;
-      }
-    }
-  }
+  fwd_ctx c = {g, x, w, bias_f, y, masks};
+  int failed = each_image(g, fwd_one, &c, 0, 0);
   return failed ? DDPM_FAIL(DDPM_ERR_OOM, "conv2d: out of memory for bfloat16 packing buffers") : DDPM_OK;
 }
 
@@ -288,28 +322,8 @@ static int bwd_input_as_conv(const conv_geom *g, const uint16_t *gy, const uint1
 int cpu_conv2d_bwd_input_bf16(const conv_geom *g, const uint16_t *gy, const uint16_t *w, uint16_t *gx) {
   if (bwd_as_conv_ok(g)) return bwd_input_as_conv(g, gy, w, gx);
   size_t colb = col_bytes(g, sizeof(float)), gxb = g->direct ? 0 : sizeof(float) * (size_t)(g->Cg * g->HW);
-  int failed = 0;
-  bool split = cpu_nn_split(g->N);
-#pragma omp parallel if (split)
-  {
-    float *col = colb ? cpu_scratch(0, colb) : NULL, *gxf = gxb ? cpu_scratch(1, gxb) : NULL;
-    int64_t lo = 0, hi = g->N;
-    if (split) {
-      int t = omp_get_thread_num(), T = omp_get_num_threads();
-      lo = g->N * t / T;
-      hi = g->N * (t + 1) / T;
-    }
-    for (int64_t n = lo; n < hi; n++) {
-      int bad;
-#pragma omp atomic read
-      bad = failed;
-      if (bad || (colb && !col) || (gxb && !gxf) || bwd_input_image(g, gy, w, gx, n, col, gxf, n > lo)) {
-#pragma omp atomic write
-        failed = 1;
-        break;
-      }
-    }
-  }
+  bwd_ctx c = {g, gy, w, gx};
+  int failed = each_image(g, bwd_one, &c, colb, gxb);
   return failed ? DDPM_FAIL(DDPM_ERR_OOM, "conv2d backward: out of memory for bfloat16 column buffers") : DDPM_OK;
 }
 
