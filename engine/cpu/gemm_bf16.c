@@ -15,6 +15,7 @@
 #include "bf16_convert.h" /* cpu_bf16_pack16: rounding as ddpm_f32_to_bf16 (VCVTNEPS2BF16 would flush denormals) */
 #include "gemm_bf16.h"
 #include "gemm_avx512.h" /* cpu_fast_kernels */
+#include "nn_cpu.h"        /* cpu_buf */
 #include <cpuid.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -61,10 +62,7 @@ const char *ddpm_cpu_bf16_kernel(void) {
 /* per-thread packing buffers, kept between calls: 0 packed B (of the calling thread, shared by
  * its team), 1 packed A of one tile, 2 float32 sums of a bfloat16 result longer than one K block,
  * 3 the whole packed A (of the calling thread), 4 rows made by brow */
-static _Thread_local struct {
-  void *p;
-  size_t n;
-} scr[5];
+static _Thread_local cpu_buf scr[5];
 
 /* what scratch 3 holds, for a_same */
 static _Thread_local struct {
@@ -73,19 +71,7 @@ static _Thread_local struct {
   int path;
 } a_key;
 
-static void *scratch(int s, size_t n) {
-  if (scr[s].p && scr[s].n >= n) return scr[s].p;
-  free(scr[s].p);
-  scr[s].p = NULL;
-  scr[s].n = 0;
-  size_t m = (n + 63) & ~(size_t)63;
-  if (posix_memalign(&scr[s].p, 64, m ? m : 64)) {
-    scr[s].p = NULL;
-    return NULL;
-  }
-  scr[s].n = m;
-  return scr[s].p;
-}
+static void *scratch(int s, size_t n) { return cpu_buf_reserve(&scr[s], n); }
 
 static inline float bf(uint16_t h) { return ddpm_bf16_to_f32(h); }
 

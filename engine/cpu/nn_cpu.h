@@ -9,6 +9,13 @@
 /* A per-thread buffer of at least nbytes (64-byte aligned), kept between calls so hot kernels
  * (im2col columns, weight-gradient partials) allocate nothing in steady state.  slot 0..3 lets one
  * kernel hold several at once.  NULL when out of memory. */
+/* a 64-byte aligned buffer that only grows (kept between calls; the caller owns the struct,
+ * usually _Thread_local): at least nbytes, or NULL when out of memory */
+typedef struct {
+  void *p;
+  size_t n;
+} cpu_buf;
+DDPM_INTERNAL void *cpu_buf_reserve(cpu_buf *b, size_t nbytes);
 DDPM_INTERNAL void *cpu_scratch(int slot, size_t nbytes);
 
 /* Softmax (log = log_softmax) over n contiguous values, y may alias x; and its backward from the

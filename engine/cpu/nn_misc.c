@@ -4,24 +4,25 @@
 #include <math.h>
 
 /* ---- scratch --------------------------------------------------------------------------------- */
-static _Thread_local struct {
-  void *p;
-  size_t n;
-} scratch[4];
+void *cpu_buf_reserve(cpu_buf *b, size_t nbytes) {
+  if (b->p && b->n >= nbytes) return b->p;
+  free(b->p);
+  b->p = NULL;
+  b->n = 0;
+  size_t n = (nbytes + 63) & ~(size_t)63;
+  if (posix_memalign(&b->p, 64, n ? n : 64)) {
+    b->p = NULL;
+    return NULL;
+  }
+  b->n = n;
+  return b->p;
+}
+
+static _Thread_local cpu_buf scratch[4];
 
 void *cpu_scratch(int slot, size_t nbytes) {
   if (slot < 0 || slot > 3) return NULL;
-  if (scratch[slot].n >= nbytes && scratch[slot].p) return scratch[slot].p;
-  free(scratch[slot].p);
-  scratch[slot].p = NULL;
-  scratch[slot].n = 0;
-  size_t n = (nbytes + 63) & ~(size_t)63;
-  if (posix_memalign(&scratch[slot].p, 64, n ? n : 64)) {
-    scratch[slot].p = NULL;
-    return NULL;
-  }
-  scratch[slot].n = n;
-  return scratch[slot].p;
+  return cpu_buf_reserve(&scratch[slot], nbytes);
 }
 
 /* ---- dropout --------------------------------------------------------------------------------- */

@@ -123,15 +123,12 @@ FAST void cpu_gn_bwd_f32(const cpu_gn_f32 *c, int64_t lo, int64_t hi, float *dzb
         sx1 = _mm512_fmadd_pd(d1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)), sx1);
       }
       double sdy = hsum_pd(_mm512_add_pd(sy0, sy1)), sdyx = hsum_pd(_mm512_add_pd(sx0, sx1));
-      double wc = c->w ? c->w[ch] : 1.0;
-      A += wc * sdyx;
-      B += wc * sdy;
-      if (c->pdw) c->pdw[n * c->C + ch] = (sdyx - (double)mean * sdy) * rstd;
-      if (c->pdb) c->pdb[n * c->C + ch] = sdy;
+      cpu_gn_bwd_channel(c->w ? c->w[ch] : 1.0, sdy, sdyx, mean, rstd, &A, &B, c->pdw ? c->pdw + n * c->C + ch : NULL,
+                         c->pdb ? c->pdb + n * c->C + ch : NULL);
     }
     if (!c->gx) continue;
-    double r = rstd, c2 = (B * (double)mean - A) * r * r * r / (double)M;
-    double c3 = -c2 * (double)mean - B * r / (double)M;
+    double r = rstd, c2, c3;
+    cpu_gn_bwd_coeffs(A, B, mean, r, M, &c2, &c3);
     const __m512 b2 = _mm512_set1_ps((float)c2), b3 = _mm512_set1_ps((float)c3);
     for (int64_t ci = 0; ci < Cg; ci++) {
       int64_t ch = grp * Cg + ci;

@@ -94,15 +94,12 @@ static void SUF(gn_bwd_range)(int64_t lo, int64_t hi, void *vctx) {
         sdy += dr[k];
         sdyx += (double)dr[k] * xr[k];
       }
-      double wc = c->w ? c->w[ch] : 1.0;
-      A += wc * sdyx;
-      B += wc * sdy;
-      if (c->pdw) c->pdw[n * c->C + ch] = (sdyx - (double)mean * sdy) * rstd;
-      if (c->pdb) c->pdb[n * c->C + ch] = sdy;
+      cpu_gn_bwd_channel(c->w ? c->w[ch] : 1.0, sdy, sdyx, mean, rstd, &A, &B, c->pdw ? c->pdw + n * c->C + ch : NULL,
+                         c->pdb ? c->pdb + n * c->C + ch : NULL);
     }
     if (!c->gx) continue;
-    double r = rstd, c2 = (B * (double)mean - A) * r * r * r / (double)M;
-    double c3 = -c2 * (double)mean - B * r / (double)M;
+    double r = rstd, c2, c3;
+    cpu_gn_bwd_coeffs(A, B, mean, r, M, &c2, &c3);
     for (int64_t ci = 0; ci < Cg; ci++) {
       int64_t ch = grp * Cg + ci;
       R a = (R)(r * (c->w ? c->w[ch] : 1.0)), b2 = (R)c2, b3 = (R)c3;

@@ -65,31 +65,61 @@ done:
   return DDPM_OK;
 }
 
+/* a bfloat16 CPU input, which the norm kernels take with float32 weight and bias */
+static bool norm_mixed(const ddpm_tensor *x) { return x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU; }
+
+/* weight or bias p of a norm: like x, or float32 beside a bfloat16 CPU x */
+static int norm_param_like(const char *name, const char *what, ddpm_tensor *p, ddpm_tensor *x) {
+  if (norm_mixed(x) && p->dtype == DDPM_FLOAT32) return ddpm_check_same_device(name, x, p);
+  return nn_need_like(name, what, p, x);
+}
+
+/* Half types on the CPU, shared by the norms.  bfloat16 input: the kernels read and write it
+ * directly with float32 weight and bias (the mixed types PyTorch's CPU norms take), so only half
+ * weights are widened; float16 input: the whole op runs on float32 copies (nn_common.h) and the
+ * result is cast back.  *done is false when none of this applies. */
+typedef int (*norm_fn)(const void *args, ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b);
+static int norm_half_cpu(ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b, norm_fn f,
+                         const void *args, bool *done) {
+  bool mixed = norm_mixed(x);
+  *done = nn_half_on_cpu(x) && (!mixed || nn_half_on_cpu(w) || nn_half_on_cpu(b));
+  if (!*done) return DDPM_OK;
+  ddpm_tensor *in[3] = {x, w, b}, *wide[3], *y = NULL;
+  DDPM_TRY(nn_widen(3, in, wide));
+  int st;
+  if (mixed) {
+    st = f(args, out, x, wide[1], wide[2]);
+  } else {
+    st = f(args, &y, wide[0], wide[1], wide[2]);
+    if (!st) st = ddpm_cast(out, y, x->dtype);
+  }
+  ddpm_tensor_release(y);
+  nn_release(3, wide);
+  return st;
+}
+
 /* ---- group norm --------------------------------------------------------------------------------------- */
+static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b,
+                           double eps);
+struct gn_args {
+  int op;
+  int64_t G;
+  double eps;
+};
+static int gn_call(const void *p, ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b) {
+  const struct gn_args *a = p;
+  return group_norm_impl(out, a->op, x, a->G, w, b, a->eps);
+}
 static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G, ddpm_tensor *w, ddpm_tensor *b,
                            double eps) {
   const char *name = ddpm_opname(op);
   DDPM_TRY(ddpm_check_tensor(name, "input", x));
   DDPM_AUTOCAST(DDPM_AUTOCAST_FP32_GPU, group_norm_impl(out, op, ac_[0], G, ac_[1], ac_[2], eps), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
-  /* bfloat16 on the CPU: the kernels read and write it directly, with float32 weight and bias (the
-   * mixed types PyTorch's CPU norms take; half ones are widened here); float16 goes through
-   * float32 copies (nn_common.h) */
-  bool mixed = x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU;
-  if (nn_half_on_cpu(x) && (!mixed || nn_half_on_cpu(w) || nn_half_on_cpu(b))) {
-    ddpm_tensor *in[3] = {x, w, b}, *wide[3], *y = NULL;
-    DDPM_TRY(nn_widen(3, in, wide));
-    int st;
-    if (mixed) {
-      st = group_norm_impl(out, op, x, G, wide[1], wide[2], eps);
-    } else {
-      st = group_norm_impl(&y, op, wide[0], G, wide[1], wide[2], eps);
-      if (!st) st = ddpm_cast(out, y, x->dtype);
-    }
-    ddpm_tensor_release(y);
-    nn_release(3, wide);
-    return st;
-  }
+  struct gn_args a = {op, G, eps};
+  bool done = false;
+  int st = norm_half_cpu(out, x, w, b, gn_call, &a, &done);
+  if (done) return st;
   if (x->ndim < 2)
     return DDPM_FAIL(DDPM_ERR_SHAPE, "%s: expected an input [N, C, *] with at least 2 dims, got %s", name,
                      ddpm_fmt_tensor(x));
@@ -104,8 +134,7 @@ static int group_norm_impl(ddpm_tensor **out, int op, ddpm_tensor *x, int64_t G,
   const char *pn[2] = {"weight", "bias"};
   for (int k = 0; k < 2; k++) {
     if (!pw[k]) continue;
-    if (mixed && pw[k]->dtype == DDPM_FLOAT32) DDPM_TRY(ddpm_check_same_device(name, x, pw[k]));
-    else DDPM_TRY(nn_need_like(name, pn[k], pw[k], x));
+    DDPM_TRY(norm_param_like(name, pn[k], pw[k], x));
     if (pw[k]->ndim != 1 || pw[k]->shape[0] != C)
       return DDPM_FAIL(DDPM_ERR_SHAPE, "%s: %s %s must be [%lld] (one value per channel of input %s)", name, pn[k],
                        ddpm_fmt_tensor(pw[k]), (long long)C, ddpm_fmt_tensor(x));
@@ -166,28 +195,24 @@ int bw_GROUP_NORM_SILU(ddpm_node *n, ddpm_tensor *g, ddpm_tensor **gin) {
 }
 
 /* ---- layer norm ----------------------------------------------------------------------------------------- */
+struct ln_args {
+  int nnorm;
+  const int64_t *nshape;
+  double eps;
+};
+static int ln_call(const void *p, ddpm_tensor **out, ddpm_tensor *x, ddpm_tensor *w, ddpm_tensor *b) {
+  const struct ln_args *a = p;
+  return ddpm_layer_norm(out, x, a->nnorm, a->nshape, w, b, a->eps);
+}
 int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t *nshape, ddpm_tensor *w,
                     ddpm_tensor *b, double eps) {
   DDPM_TRY(ddpm_check_tensor("layer_norm", "input", x));
   DDPM_AUTOCAST(DDPM_AUTOCAST_FP32_GPU, ddpm_layer_norm(out, ac_[0], nnorm, nshape, ac_[1], ac_[2], eps), x, w,
                 b); /* autocast hook (cuda/autocast.h) */
-  /* bfloat16 on the CPU: the kernel stages it itself, with float32 weight and bias (half ones are
-   * widened here); float16 goes through float32 copies (nn_common.h) */
-  bool mixed = x->dtype == DDPM_BFLOAT16 && x->device == DDPM_CPU;
-  if (nn_half_on_cpu(x) && (!mixed || nn_half_on_cpu(w) || nn_half_on_cpu(b))) {
-    ddpm_tensor *in[3] = {x, w, b}, *wide[3], *y = NULL;
-    DDPM_TRY(nn_widen(3, in, wide));
-    int st;
-    if (mixed) {
-      st = ddpm_layer_norm(out, x, nnorm, nshape, wide[1], wide[2], eps);
-    } else {
-      st = ddpm_layer_norm(&y, wide[0], nnorm, nshape, wide[1], wide[2], eps);
-      if (!st) st = ddpm_cast(out, y, x->dtype);
-    }
-    ddpm_tensor_release(y);
-    nn_release(3, wide);
-    return st;
-  }
+  struct ln_args a = {nnorm, nshape, eps};
+  bool done = false;
+  int st = norm_half_cpu(out, x, w, b, ln_call, &a, &done);
+  if (done) return st;
   DDPM_TRY(nn_need_float("layer_norm", "input", x));
   if (nnorm < 1 || nnorm > DDPM_MAX_DIMS || !nshape)
     return DDPM_FAIL(DDPM_ERR_ARGUMENT, "layer_norm: normalized_shape must list 1 to %d sizes, got %d", DDPM_MAX_DIMS,
@@ -202,8 +227,7 @@ int ddpm_layer_norm(ddpm_tensor **out, ddpm_tensor *x, int nnorm, const int64_t 
   const char *pn[2] = {"weight", "bias"};
   for (int k = 0; k < 2; k++) {
     if (!pw[k]) continue;
-    if (mixed && pw[k]->dtype == DDPM_FLOAT32) DDPM_TRY(ddpm_check_same_device("layer_norm", x, pw[k]));
-    else DDPM_TRY(nn_need_like("layer_norm", pn[k], pw[k], x));
+    DDPM_TRY(norm_param_like("layer_norm", pn[k], pw[k], x));
     bool same = pw[k]->ndim == nnorm;
     for (int d = 0; same && d < nnorm; d++) same = pw[k]->shape[d] == nshape[d];
     if (!same)
